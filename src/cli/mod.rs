@@ -1,0 +1,294 @@
+//! Command-line interface: clap definitions and thin command bodies over the library.
+
+mod init;
+pub mod prompt;
+mod store;
+mod vault_cmd;
+
+use crate::config::{self, Config};
+use crate::vault::{self, Document, EntryId, EntryKind, Identity, Schema, Vault};
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "storeguard",
+    version,
+    about = "Keeps marketplace store credentials in an age vault and proves every store still logs in.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Config file [default: $STOREGUARD_CONFIG, else /etc/storeguard/storeguard.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a config, an identity, a vault and a state directory (never overwrites)
+    Init,
+    /// Validate storeguard.toml
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Read and write the encrypted credential vault
+    #[command(subcommand)]
+    Vault(VaultCmd),
+    /// Manage stores in storeguard.toml
+    #[command(subcommand)]
+    Store(StoreCmd),
+    /// Print the current 2FA code of a store's web login
+    Otp(OtpArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Check the config and the vault together; lists every problem
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VaultCmd {
+    /// Write an entry from stdin (a TOML document) or, at a terminal, field by field
+    Put(EntryArg),
+    /// Edit an entry in $EDITOR (decrypted only into a private 0600 file, removed afterwards)
+    Edit(EntryArg),
+    /// Show an entry's fields with values masked to their last 4 characters
+    Show(ShowArgs),
+    /// List entries, and config items without entries (or entries without config items)
+    List,
+    /// Delete an entry
+    Rm(EntryArg),
+    /// Re-encrypt every entry to the current recipients.txt (safe to interrupt and rerun)
+    Rekey,
+    /// Decrypt and validate every entry; report bad ones by name
+    Verify,
+}
+
+#[derive(Args, Debug)]
+pub struct EntryArg {
+    /// KIND/NAME: store/<id>, channel/<name> or daemon/api
+    pub entry: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// KIND/NAME: store/<id>, channel/<name> or daemon/api
+    pub entry: String,
+    /// Print the values in full
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Add a store: asks for what is not given, appends a [[store]] keeping the file's comments,
+    /// then takes its secrets like `vault put`
+    Add(store::AddArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OtpArgs {
+    /// Store id
+    pub store: String,
+    /// Compute the code at this Unix time instead of now
+    #[arg(long, hide = true)]
+    pub time: Option<u64>,
+}
+
+/// Runs the CLI and maps errors to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Dispatches one command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = config::resolve_path(cli.config.as_deref());
+    match cli.command {
+        Command::Init => init::run(&config_path),
+        Command::Config(ConfigCmd::Check) => config_check(&config_path),
+        Command::Vault(cmd) => vault_cmd::run(&config_path, cmd),
+        Command::Store(StoreCmd::Add(args)) => store::add(&config_path, args),
+        Command::Otp(args) => otp(&config_path, args),
+    }
+}
+
+/// Loads the config or fails with every problem listed.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow!("{e}"))
+}
+
+/// Loads the identity named by the config, asking for a passphrase at a terminal if needed.
+pub fn load_identity(config: &Config) -> anyhow::Result<Identity> {
+    let path = &config.daemon.identity;
+    Ok(Identity::load(path, || {
+        prompt::passphrase_from_terminal(&path.display().to_string())
+    })?)
+}
+
+/// The schema an entry must follow, from the config.
+pub fn schema_for(config: &Config, id: &EntryId) -> anyhow::Result<Schema> {
+    match id.kind {
+        EntryKind::Store => config
+            .store(&id.name)
+            .map(|s| Schema::Store(s.marketplace))
+            .ok_or_else(|| {
+                anyhow!(
+                    "store `{}` is not in {}\n  help: add it first with `storeguard store add`, or check the id",
+                    id.name,
+                    config.path.display()
+                )
+            }),
+        EntryKind::Channel => config
+            .channel(&id.name)
+            .map(|c| Schema::Channel(c.kind))
+            .ok_or_else(|| {
+                anyhow!(
+                    "channel `{}` is not in {}\n  help: add a [[channel]] table with name = \"{}\" first",
+                    id.name,
+                    config.path.display(),
+                    id.name
+                )
+            }),
+        EntryKind::Daemon => {
+            if id.name == "api" {
+                Ok(Schema::Daemon)
+            } else {
+                bail!("the only daemon entry is daemon/api")
+            }
+        }
+    }
+}
+
+fn open_vault(config: &Config) -> anyhow::Result<Vault> {
+    Ok(Vault::open(&config.daemon.vault_dir)?)
+}
+
+fn config_check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!(
+                "error: {} problem{} in {}",
+                e.problems.len(),
+                if e.problems.len() == 1 { "" } else { "s" },
+                path.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let vault = match Vault::open(&config.daemon.vault_dir) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    let identity = match load_identity(&config) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            None
+        }
+    };
+    if let Some(v) = &vault
+        && let Err(e) = v.recipients()
+    {
+        problems.push(e.to_string());
+    }
+    if let (Some(vault), Some(identity)) = (&vault, &identity) {
+        let mut wanted: Vec<(EntryId, Schema)> = config
+            .stores
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| (EntryId::store(&s.id), Schema::Store(s.marketplace)))
+            .collect();
+        wanted.extend(
+            config
+                .channels
+                .iter()
+                .filter(|c| c.kind != crate::model::ChannelKind::Log)
+                .map(|c| (EntryId::channel(&c.name), Schema::Channel(c.kind))),
+        );
+        wanted.push((EntryId::daemon(), Schema::Daemon));
+        for (id, schema) in wanted {
+            if let Err(e) = vault.load(&id, schema, identity) {
+                problems.push(e.to_string());
+            }
+        }
+    }
+    if problems.is_empty() {
+        let enabled = config.stores.iter().filter(|s| s.enabled).count();
+        println!(
+            "{}: OK — {} store{} ({} enabled), {} channel{}; every vault entry decrypts and is complete",
+            config.path.display(),
+            config.stores.len(),
+            if config.stores.len() == 1 { "" } else { "s" },
+            enabled,
+            config.channels.len(),
+            if config.channels.len() == 1 { "" } else { "s" },
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!(
+            "error: {} problem{} found",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn otp(path: &Path, args: OtpArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = config.store(&args.store).ok_or_else(|| {
+        anyhow!(
+            "store `{}` is not in {}\n  help: `storeguard vault list` shows the stores",
+            args.store,
+            config.path.display()
+        )
+    })?;
+    let vault = open_vault(&config)?;
+    let identity = load_identity(&config)?;
+    let id = EntryId::store(&store.id);
+    let doc: Document = vault.load(&id, Schema::Store(store.marketplace), &identity)?;
+    let secret = doc
+        .web()
+        .and_then(|w| w.get("totp_secret"))
+        .ok_or_else(|| {
+            anyhow!(
+                "store `{}` has no web-login 2FA secret\n  help: add totp_secret under [web] with `storeguard vault edit {id}`",
+                store.id
+            )
+        })?;
+    let now = match args.time {
+        Some(t) => t,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("system clock is before 1970")?
+            .as_secs(),
+    };
+    let code =
+        crate::otp::code_at(secret, now).map_err(|e| anyhow!("store `{}`: {e}", store.id))?;
+    println!("{}  (valid for {} s)", code.code, code.valid_for);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Re-exported for commands that write entries.
+pub(crate) use vault::MAX_ENTRY_BYTES;

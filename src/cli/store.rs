@@ -1,0 +1,148 @@
+//! `storeguard store add`: append a `[[store]]` to the config, keeping every other byte of the
+//! file as it was, then store the secrets in the vault.
+
+use super::prompt::Prompter;
+use super::vault_cmd::read_document;
+use super::{load_config, load_identity, open_vault};
+use crate::config::Config;
+use crate::model::{AmazonRegion, Marketplace};
+use crate::vault::{EntryId, IdentityError, Schema};
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use std::path::Path;
+use std::process::ExitCode;
+
+#[derive(Args, Debug, Default)]
+pub struct AddArgs {
+    /// ozon, amazon, alibaba or aliexpress
+    #[arg(long)]
+    pub marketplace: Option<String>,
+    /// Store id: lowercase letters, digits, - and _ (e.g. ozon-main)
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Display name, any language
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Expected account number (Ozon Client-Id, seller id)
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Amazon region: na, eu or fe
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let mut p = Prompter::new();
+    let marketplace = match args.marketplace {
+        Some(m) => m,
+        None => p.ask("Marketplace (ozon, amazon, alibaba, aliexpress)", None)?,
+    };
+    let marketplace = Marketplace::parse(marketplace.trim().to_ascii_lowercase().as_str())
+        .ok_or_else(|| {
+            anyhow!("unknown marketplace `{marketplace}`; use ozon, amazon, alibaba or aliexpress")
+        })?;
+    let id = match args.id {
+        Some(i) => i,
+        None => p.ask("Store id (e.g. ozon-main)", None)?,
+    };
+    let entry = EntryId::parse(&format!("store/{id}")).map_err(|e| anyhow!(e))?;
+    if config.store(&id).is_some() {
+        bail!(
+            "store `{id}` is already in {}\n  help: pick another id, or change its secrets with `storeguard vault edit store/{id}`",
+            config.path.display()
+        );
+    }
+    let name = match args.name {
+        Some(n) => n,
+        None => p.ask("Display name", Some(&id))?,
+    };
+    let account_q = match marketplace {
+        Marketplace::Ozon => "Client-Id (account number)",
+        Marketplace::Amazon => "Seller id (optional)",
+        _ => "Seller id",
+    };
+    let account = match args.account {
+        Some(a) => a,
+        None => p.ask(
+            account_q,
+            if marketplace == Marketplace::Amazon {
+                Some("")
+            } else {
+                None
+            },
+        )?,
+    };
+    let region = if marketplace == Marketplace::Amazon {
+        let r = match args.region {
+            Some(r) => r,
+            None => p.ask("Region (na, eu, fe)", Some("na"))?,
+        };
+        Some(match r.trim() {
+            "na" => AmazonRegion::Na,
+            "eu" => AmazonRegion::Eu,
+            "fe" => AmazonRegion::Fe,
+            other => bail!("unknown Amazon region `{other}`; use na, eu or fe"),
+        })
+    } else {
+        None
+    };
+
+    // The new table, formatted by toml_edit (quoting and escaping done right), appended after
+    // the file's last byte so that nothing the user wrote moves.
+    let mut table = toml_edit::Table::new();
+    table.insert("id", toml_edit::value(id.clone()));
+    table.insert("marketplace", toml_edit::value(marketplace.as_str()));
+    table.insert("name", toml_edit::value(name));
+    if !account.trim().is_empty() {
+        table.insert("account", toml_edit::value(account.trim()));
+    }
+    if let Some(r) = region {
+        table.insert("region", toml_edit::value(r.as_str()));
+    }
+    let mut aot = toml_edit::ArrayOfTables::new();
+    aot.push(table);
+    let mut doc = toml_edit::DocumentMut::new();
+    doc.insert("store", toml_edit::Item::ArrayOfTables(aot));
+    let original = std::fs::read_to_string(&config.path)
+        .with_context(|| format!("reading {}", config.path.display()))?;
+    let mut updated = original.clone();
+    if !updated.is_empty() && !updated.ends_with('\n') {
+        updated.push('\n');
+    }
+    updated.push('\n');
+    updated.push_str(&doc.to_string());
+    let new_config = Config::from_toml(&config.path, &updated)
+        .map_err(|e| anyhow!("the new store would make the config invalid:\n{e}"))?;
+    let store = new_config.store(&id).expect("just added");
+
+    // Secrets first: nothing is written unless they are complete.
+    let schema = Schema::Store(store.marketplace);
+    let mut secrets = read_document(&mut p, schema, &entry)?;
+    let vault = open_vault(&config)?;
+    let identity = match load_identity(&config) {
+        Ok(i) => Some(i),
+        Err(e)
+            if matches!(
+                e.downcast_ref::<IdentityError>(),
+                Some(IdentityError::NotFound { .. })
+            ) =>
+        {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+
+    crate::vault::write_atomic(&config.path, updated.as_bytes(), 0o640)
+        .with_context(|| format!("writing {}", config.path.display()))?;
+    vault.write(&entry, &mut secrets, None, identity.as_ref())?;
+    eprintln!(
+        "added store `{id}` to {} and its secrets to the vault",
+        config.path.display()
+    );
+    eprintln!(
+        "check it with: storeguard --config {} config check",
+        config.path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

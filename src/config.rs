@@ -1,0 +1,1370 @@
+//! `storeguard.toml`: the strict raw schema and the validated [`Config`] everything else uses.
+//!
+//! The raw types mirror the file one to one and refuse unknown keys. [`Config::from_toml`]
+//! turns them into validated types once: cron strings parsed, durations parsed, references
+//! between stores and channels resolved, endpoints checked. Every problem is reported with
+//! `file:line:col` and a sentence that says what to do; all problems are collected, not just the
+//! first. No secret belongs in this file, and no error message quotes a source line.
+
+use crate::model::{AmazonRegion, ChannelKind, Language, Marketplace, Severity};
+use crate::schedule::CronSchedule;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+use url::Url;
+
+/// Where the config lives when neither `--config` nor `$STOREGUARD_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/storeguard/storeguard.toml";
+/// Largest config file we read; a real one is a few hundred KiB for thousands of stores.
+const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Raw schema
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    marketplace: RawMarketplaces,
+    #[serde(default, rename = "store")]
+    stores: Vec<Spanned<RawStore>>,
+    #[serde(default, rename = "channel")]
+    channels: Vec<Spanned<RawChannel>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    state_dir: Option<Spanned<String>>,
+    vault_dir: Option<Spanned<String>>,
+    identity: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    language: Option<Language>,
+    history_retention: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    schedule: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    failure_threshold: Option<Spanned<u32>>,
+    success_threshold: Option<Spanned<u32>>,
+    remind_every: Option<Spanned<String>>,
+    expiry_warning: Option<Vec<Spanned<String>>>,
+    password_max_age: Option<Spanned<String>>,
+    channels: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMarketplaces {
+    ozon: Option<RawEndpoint>,
+    amazon: Option<RawAmazon>,
+    alibaba: Option<RawEndpoint>,
+    aliexpress: Option<RawEndpoint>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    endpoint: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAmazon {
+    token_endpoint: Option<Spanned<String>>,
+    na: Option<Spanned<String>>,
+    eu: Option<Spanned<String>>,
+    fe: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    id: Spanned<String>,
+    marketplace: Spanned<Marketplace>,
+    name: Option<String>,
+    account: Option<Spanned<toml::Value>>,
+    region: Option<AmazonRegion>,
+    marketplaces: Option<Vec<String>>,
+    schedule: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    channels: Option<Vec<Spanned<String>>>,
+    proxy: Option<Spanned<String>>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    name: Spanned<String>,
+    kind: Spanned<ChannelKind>,
+    min_severity: Option<Severity>,
+    language: Option<Language>,
+    // Email.
+    from: Option<Spanned<String>>,
+    to: Option<Spanned<Vec<String>>>,
+    smtp_host: Option<Spanned<String>>,
+    smtp_port: Option<Spanned<u16>>,
+    smtp_tls: Option<Spanned<SmtpTls>>,
+    // Telegram.
+    chat_id: Option<Spanned<toml::Value>>,
+    // Alertmanager peers.
+    urls: Option<Spanned<Vec<Spanned<String>>>>,
+    // Base-URL override for the IM services (tests, Lark, private deployments).
+    endpoint: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated types
+// ---------------------------------------------------------------------------------------------
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub defaults: Defaults,
+    pub endpoints: Endpoints,
+    pub stores: Vec<Store>,
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub vault_dir: PathBuf,
+    /// Where the identity comes from (config, systemd credential, or next to the config).
+    pub identity: PathBuf,
+    pub listen: SocketAddr,
+    pub timezone: chrono_tz::Tz,
+    pub language: Language,
+    pub history_retention: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub schedule: CronSchedule,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub remind_every: Duration,
+    /// Sorted longest first, e.g. 14d, 3d, 1d.
+    pub expiry_warning: Vec<Duration>,
+    pub password_max_age: Duration,
+    pub channels: Vec<String>,
+}
+
+/// Marketplace base URLs (overridable so tests and sandboxes can point anywhere).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoints {
+    pub ozon: Url,
+    pub amazon_token: Url,
+    pub amazon_na: Url,
+    pub amazon_eu: Url,
+    pub amazon_fe: Url,
+    pub alibaba: Url,
+    pub aliexpress: Url,
+}
+
+impl Endpoints {
+    pub fn amazon_region(&self, region: AmazonRegion) -> &Url {
+        match region {
+            AmazonRegion::Na => &self.amazon_na,
+            AmazonRegion::Eu => &self.amazon_eu,
+            AmazonRegion::Fe => &self.amazon_fe,
+        }
+    }
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        let u = |s: &str| Url::parse(s).expect("built-in URL");
+        Endpoints {
+            ozon: u("https://api-seller.ozon.ru"),
+            amazon_token: u("https://api.amazon.com/auth/o2/token"),
+            amazon_na: u("https://sellingpartnerapi-na.amazon.com"),
+            amazon_eu: u("https://sellingpartnerapi-eu.amazon.com"),
+            amazon_fe: u("https://sellingpartnerapi-fe.amazon.com"),
+            alibaba: u("https://openapi-api.alibaba.com"),
+            aliexpress: u("https://api-sg.aliexpress.com"),
+        }
+    }
+}
+
+/// One store to watch.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub id: String,
+    pub marketplace: Marketplace,
+    pub name: String,
+    /// The expected account number (Ozon Client-Id, Alibaba/AliExpress seller id, Amazon seller id).
+    pub account: Option<String>,
+    pub region: Option<AmazonRegion>,
+    /// Expected Amazon marketplace ids.
+    pub marketplaces: Vec<String>,
+    pub schedule: CronSchedule,
+    pub timeout: Duration,
+    /// Channels this store's alerts go to (the store's own list, else the defaults).
+    pub channels: Vec<String>,
+    /// Egress proxy (http, https or socks5); its password, if any, is in the vault.
+    pub proxy: Option<Url>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+}
+
+/// How email reaches the SMTP server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS on the submission port (587), required.
+    Starttls,
+    /// Implicit TLS (465).
+    Tls,
+    /// No TLS: only to a loopback relay.
+    None,
+}
+
+/// An alert channel's non-secret settings.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub min_severity: Severity,
+    pub language: Option<Language>,
+    pub settings: ChannelSettings,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChannelSettings {
+    None,
+    Email {
+        from: String,
+        to: Vec<String>,
+        smtp_host: String,
+        smtp_port: u16,
+        tls: SmtpTls,
+    },
+    Telegram {
+        chat_id: String,
+        endpoint: Option<Url>,
+    },
+    Alertmanager {
+        urls: Vec<Url>,
+    },
+    /// DingTalk, WeCom, Feishu, Slack, webhook: the base URL override, if any.
+    Endpoint(Option<Url>),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Position in a file, 1-based.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.col)
+    }
+}
+
+/// One problem in the config: where, what, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub location: Option<Location>,
+    pub message: String,
+    pub help: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(l) => write!(f, "{l}: {}", self.message)?,
+            None => f.write_str(&self.message)?,
+        }
+        if !self.help.is_empty() {
+            write!(f, "\n  help: {}", self.help)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn one(
+        location: Option<Location>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
+        ConfigError {
+            problems: vec![Problem {
+                location,
+                message: message.into(),
+                help: help.into(),
+            }],
+        }
+    }
+}
+
+/// Converts byte offsets to line/column for one source text.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn locate(&self, offset: usize) -> Location {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        Location {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+        }
+    }
+}
+
+struct Collector<'a> {
+    src: Source<'a>,
+    problems: Vec<Problem>,
+}
+
+impl Collector<'_> {
+    fn at(
+        &mut self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let location = Some(self.src.locate(span.start));
+        self.problems.push(Problem {
+            location,
+            message: message.into(),
+            help: help.into(),
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/// Picks the config path: `--config`, else `$STOREGUARD_CONFIG`, else the default.
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("STOREGUARD_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::one(
+                    None,
+                    format!("{}: config file not found", path.display()),
+                    format!(
+                        "create one with `storeguard init --config {}`, or point --config / \
+                         $STOREGUARD_CONFIG at an existing file",
+                        path.display()
+                    ),
+                )
+            } else {
+                ConfigError::one(
+                    None,
+                    format!("{}: cannot read the config file: {e}", path.display()),
+                    "check that the file exists and that this user may read it",
+                )
+            }
+        })?;
+        if meta.is_dir() {
+            return Err(ConfigError::one(
+                None,
+                format!("{}: is a directory, not a config file", path.display()),
+                "point --config at the storeguard.toml file itself",
+            ));
+        }
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::one(
+                None,
+                format!("{}: config file is larger than 32 MiB", path.display()),
+                "this is not a storeguard config; point --config at the right file",
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            ConfigError::one(
+                None,
+                format!("{}: cannot read the config file: {e}", path.display()),
+                "check that this user may read it",
+            )
+        })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let partial = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+                let loc = Source {
+                    path,
+                    text: &partial,
+                }
+                .locate(valid);
+                return Err(ConfigError::one(
+                    Some(loc),
+                    "the config file is not valid UTF-8",
+                    "save it as UTF-8 (names in Chinese are fine, the encoding must be UTF-8)",
+                ));
+            }
+        };
+        Config::from_toml(path, &text)
+    }
+
+    /// Validates config text; `path` is used for messages and to resolve relative paths.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        // A UTF-8 byte-order mark (Windows editors) is harmless: skip it. CRLF is valid TOML.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let src = Source { path, text };
+        if text.trim().is_empty() {
+            return Err(ConfigError::one(
+                Some(src.locate(0)),
+                "the config file is empty",
+                "start from config/storeguard.example.toml, or run `storeguard init` to write one",
+            ));
+        }
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let loc = e.span().map(|s| src.locate(s.start));
+            ConfigError::one(loc, toml_message(&e), toml_help(&e))
+        })?;
+        let mut c = Collector {
+            src,
+            problems: Vec::new(),
+        };
+        let config = validate(raw, &mut c);
+        if c.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                problems: c.problems,
+            })
+        }
+    }
+
+    pub fn store(&self, id: &str) -> Option<&Store> {
+        self.stores.iter().find(|s| s.id == id)
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// The endpoint a store's probe talks to first.
+    pub fn base_url(&self, store: &Store) -> &Url {
+        match store.marketplace {
+            Marketplace::Ozon => &self.endpoints.ozon,
+            Marketplace::Amazon => self
+                .endpoints
+                .amazon_region(store.region.unwrap_or(AmazonRegion::Na)),
+            Marketplace::Alibaba => &self.endpoints.alibaba,
+            Marketplace::Aliexpress => &self.endpoints.aliexpress,
+        }
+    }
+}
+
+/// The toml error's own sentence, without the quoted source line (which could hold a value).
+fn toml_message(e: &toml::de::Error) -> String {
+    let m = e.message().trim().replace('\n', " ");
+    if m.starts_with("unknown field") {
+        m
+    } else {
+        // Keep messages short and on one line.
+        m.chars().take(300).collect()
+    }
+}
+
+fn toml_help(e: &toml::de::Error) -> String {
+    let m = e.message();
+    if m.starts_with("unknown field") {
+        "remove it or fix its spelling; config/storeguard.example.toml lists every option".into()
+    } else if m.starts_with("unknown variant") {
+        "use one of the values listed".into()
+    } else if m.starts_with("invalid type") {
+        "give the value the type shown (strings in quotes, numbers bare, lists in [ ])".into()
+    } else if m.starts_with("missing field") {
+        "add the field; config/storeguard.example.toml shows an example".into()
+    } else if m.starts_with("duplicate key") {
+        "a key may appear once per table; remove one of them".into()
+    } else {
+        "fix the TOML syntax at that position (strings need quotes, tables need [brackets])".into()
+    }
+}
+
+fn relative_to(config_path: &Path, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        config_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| p.clone(), |d| d.join(&p))
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Parses an endpoint URL: https anywhere, plain http only to loopback.
+pub fn check_endpoint(text: &str) -> Result<Url, (String, String)> {
+    let url = Url::parse(text.trim()).map_err(|e| {
+        (
+            format!("`{text}` is not a URL ({e})"),
+            "write a full URL such as \"https://api-seller.ozon.ru\"".to_string(),
+        )
+    })?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&url) => {}
+        "http" => {
+            return Err((
+                format!("`{text}` uses plain http to a host that is not loopback"),
+                "use https:// (plain http is allowed only to 127.0.0.1, ::1 or localhost, for tests)"
+                    .into(),
+            ));
+        }
+        other => {
+            return Err((
+                format!("`{text}` has scheme `{other}`"),
+                "use an https:// URL".into(),
+            ));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err((
+            "an endpoint must not carry a user name or password".into(),
+            "keep credentials in the vault, not in storeguard.toml".into(),
+        ));
+    }
+    if url.host().is_none() {
+        return Err((format!("`{text}` has no host"), "write a full URL".into()));
+    }
+    Ok(url)
+}
+
+fn is_valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && id.len() <= 64
+}
+
+fn duration_field(
+    c: &mut Collector<'_>,
+    v: Option<&Spanned<String>>,
+    default: Duration,
+    what: &str,
+    min: Duration,
+) -> Duration {
+    let Some(v) = v else { return default };
+    match crate::duration::parse(v.get_ref()) {
+        Ok(d) if d < min => {
+            c.at(
+                v.span(),
+                format!("{what} `{}` is too short", v.get_ref()),
+                format!("use at least {}", crate::duration::format(min)),
+            );
+            default
+        }
+        Ok(d) => d,
+        Err(e) => {
+            c.at(v.span(), format!("{what}: {e}"), "");
+            default
+        }
+    }
+}
+
+fn schedule_field(c: &mut Collector<'_>, v: &Spanned<String>) -> Option<CronSchedule> {
+    match CronSchedule::parse(v.get_ref()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            c.at(
+                v.span(),
+                e,
+                "write a crontab schedule such as \"*/10 * * * *\" (every 10 minutes)",
+            );
+            None
+        }
+    }
+}
+
+fn endpoint_field(c: &mut Collector<'_>, v: Option<&Spanned<String>>, default: &Url) -> Url {
+    match v {
+        None => default.clone(),
+        Some(v) => match check_endpoint(v.get_ref()) {
+            Ok(u) => u,
+            Err((m, h)) => {
+                c.at(v.span(), m, h);
+                default.clone()
+            }
+        },
+    }
+}
+
+fn scalar_string(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.trim().to_string()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
+    let path = c.src.path.to_path_buf();
+    let d = &raw.daemon;
+
+    let state_dir = d.state_dir.as_ref().map_or_else(
+        || PathBuf::from("/var/lib/storeguard"),
+        |s| relative_to(&path, s.get_ref()),
+    );
+    let vault_dir = d.vault_dir.as_ref().map_or_else(
+        || relative_to(&path, "vault"),
+        |s| relative_to(&path, s.get_ref()),
+    );
+    let identity = match &d.identity {
+        Some(p) => relative_to(&path, p.get_ref()),
+        None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) if Path::new(&dir).join("identity").exists() => {
+                Path::new(&dir).join("identity")
+            }
+            _ => relative_to(&path, "identity.txt"),
+        },
+    };
+    let listen = match &d.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 9464)),
+        Some(l) => match l.get_ref().parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                c.at(
+                    l.span(),
+                    format!("listen address `{}` is not an IP:port", l.get_ref()),
+                    "write it like \"127.0.0.1:9464\" (keep it on loopback unless you set up the API token)",
+                );
+                SocketAddr::from(([127, 0, 0, 1], 9464))
+            }
+        },
+    };
+    let timezone = match &d.timezone {
+        None => chrono_tz::UTC,
+        Some(t) => match t.get_ref().parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                c.at(
+                    t.span(),
+                    format!("unknown timezone `{}`", t.get_ref()),
+                    "use an IANA name such as \"Asia/Shanghai\", \"Europe/Moscow\" or \"UTC\"",
+                );
+                chrono_tz::UTC
+            }
+        },
+    };
+    let history_retention = duration_field(
+        c,
+        d.history_retention.as_ref(),
+        Duration::from_secs(90 * 86_400),
+        "history_retention",
+        Duration::from_secs(86_400),
+    );
+    let daemon = DaemonConfig {
+        state_dir,
+        vault_dir,
+        identity,
+        listen,
+        timezone,
+        language: d.language.unwrap_or_default(),
+        history_retention,
+    };
+
+    // [defaults]
+    let rd = &raw.defaults;
+    let default_schedule = CronSchedule::parse("*/10 * * * *").expect("built-in schedule");
+    let schedule = rd
+        .schedule
+        .as_ref()
+        .and_then(|s| schedule_field(c, s))
+        .unwrap_or(default_schedule);
+    let timeout = duration_field(
+        c,
+        rd.timeout.as_ref(),
+        Duration::from_secs(30),
+        "timeout",
+        Duration::from_secs(1),
+    );
+    let threshold =
+        |c: &mut Collector<'_>, v: &Option<Spanned<u32>>, default: u32, what: &str| match v {
+            None => default,
+            Some(v) if *v.get_ref() == 0 => {
+                c.at(
+                    v.span(),
+                    format!("{what} must be at least 1"),
+                    "use 1 to act on the first check",
+                );
+                default
+            }
+            Some(v) => *v.get_ref(),
+        };
+    let failure_threshold = threshold(c, &rd.failure_threshold, 3, "failure_threshold");
+    let success_threshold = threshold(c, &rd.success_threshold, 2, "success_threshold");
+    let remind_every = duration_field(
+        c,
+        rd.remind_every.as_ref(),
+        Duration::from_secs(6 * 3600),
+        "remind_every",
+        Duration::from_secs(60),
+    );
+    let password_max_age = duration_field(
+        c,
+        rd.password_max_age.as_ref(),
+        Duration::from_secs(90 * 86_400),
+        "password_max_age",
+        Duration::from_secs(86_400),
+    );
+    let mut expiry_warning: Vec<Duration> = match &rd.expiry_warning {
+        None => vec![14, 3, 1]
+            .into_iter()
+            .map(|d| Duration::from_secs(d * 86_400))
+            .collect(),
+        Some(list) => list
+            .iter()
+            .filter_map(|v| match crate::duration::parse(v.get_ref()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    c.at(
+                        v.span(),
+                        "an expiry warning of zero never fires",
+                        "use e.g. \"1d\"",
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.at(v.span(), format!("expiry_warning: {e}"), "");
+                    None
+                }
+            })
+            .collect(),
+    };
+    expiry_warning.sort_by(|a, b| b.cmp(a));
+    expiry_warning.dedup();
+
+    // [[channel]] first, so names can be resolved.
+    let mut channels = Vec::new();
+    let mut channel_names = HashSet::new();
+    for ch in raw.channels {
+        let span = ch.span();
+        let ch = ch.into_inner();
+        if let Some(ch) = validate_channel(c, ch, span, &mut channel_names) {
+            channels.push(ch);
+        }
+    }
+    let check_channel_refs =
+        |c: &mut Collector<'_>, list: &[Spanned<String>], names: &HashSet<String>| -> Vec<String> {
+            let mut out = Vec::new();
+            for n in list {
+                if names.contains(n.get_ref()) {
+                    if !out.contains(n.get_ref()) {
+                        out.push(n.get_ref().clone());
+                    }
+                } else {
+                    let known: Vec<&str> = {
+                        let mut v: Vec<&str> = names.iter().map(String::as_str).collect();
+                        v.sort_unstable();
+                        v
+                    };
+                    c.at(
+                        n.span(),
+                        format!("unknown channel `{}`", n.get_ref()),
+                        if known.is_empty() {
+                            "define it in a [[channel]] table first".to_string()
+                        } else {
+                            format!(
+                                "define it in a [[channel]] table, or use one of: {}",
+                                known.join(", ")
+                            )
+                        },
+                    );
+                }
+            }
+            out
+        };
+    let default_channels = rd
+        .channels
+        .as_ref()
+        .map(|l| check_channel_refs(c, l, &channel_names))
+        .unwrap_or_default();
+
+    let defaults = Defaults {
+        schedule,
+        timeout,
+        failure_threshold,
+        success_threshold,
+        remind_every,
+        expiry_warning,
+        password_max_age,
+        channels: default_channels,
+    };
+
+    // [marketplace.*]
+    let base = Endpoints::default();
+    let m = &raw.marketplace;
+    let ep = |m: &Option<RawEndpoint>| m.as_ref().and_then(|e| e.endpoint.clone());
+    let amazon = m.amazon.as_ref();
+    let endpoints = Endpoints {
+        ozon: endpoint_field(c, ep(&m.ozon).as_ref(), &base.ozon),
+        amazon_token: endpoint_field(
+            c,
+            amazon.and_then(|a| a.token_endpoint.as_ref()),
+            &base.amazon_token,
+        ),
+        amazon_na: endpoint_field(c, amazon.and_then(|a| a.na.as_ref()), &base.amazon_na),
+        amazon_eu: endpoint_field(c, amazon.and_then(|a| a.eu.as_ref()), &base.amazon_eu),
+        amazon_fe: endpoint_field(c, amazon.and_then(|a| a.fe.as_ref()), &base.amazon_fe),
+        alibaba: endpoint_field(c, ep(&m.alibaba).as_ref(), &base.alibaba),
+        aliexpress: endpoint_field(c, ep(&m.aliexpress).as_ref(), &base.aliexpress),
+    };
+
+    // [[store]]
+    let mut stores = Vec::new();
+    let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+    for st in raw.stores {
+        let table_span = st.span();
+        let st = st.into_inner();
+        let id = st.id.get_ref().clone();
+        if !is_valid_id(&id) {
+            c.at(
+                st.id.span(),
+                format!("store id `{id}` is not allowed"),
+                "use lowercase letters, digits, '-' and '_', starting with a letter or digit (e.g. \"ozon-main\")",
+            );
+        }
+        let here = c.src.locate(st.id.span().start);
+        if let Some(first) = seen.get(&id) {
+            c.at(
+                st.id.span(),
+                format!(
+                    "duplicate store id `{id}` (first defined at line {})",
+                    first.line
+                ),
+                "give every [[store]] its own id",
+            );
+        } else {
+            seen.insert(id.clone(), here);
+        }
+        let marketplace = *st.marketplace.get_ref();
+        let account = match &st.account {
+            None => None,
+            Some(v) => match scalar_string(v.get_ref()) {
+                Some(s) if !s.is_empty() => Some(s),
+                _ => {
+                    c.at(
+                        v.span(),
+                        "account must be a number or a string",
+                        "write the account number, e.g. account = \"1234567\"",
+                    );
+                    None
+                }
+            },
+        };
+        if account.is_none() && st.account.is_none() && marketplace != Marketplace::Amazon {
+            c.at(
+                table_span.clone(),
+                format!("store `{id}` has no `account`"),
+                match marketplace {
+                    Marketplace::Ozon => "add account = \"<Client-Id>\" (the seller account number shown next to the API key)",
+                    _ => "add account = \"<seller id>\" (the seller id the app was authorised for)",
+                },
+            );
+        }
+        if marketplace == Marketplace::Amazon && st.region.is_none() {
+            c.at(
+                table_span.clone(),
+                format!("Amazon store `{id}` has no `region`"),
+                "add region = \"na\", \"eu\" or \"fe\" (the Selling Partner API region of its marketplaces)",
+            );
+        }
+        if marketplace != Marketplace::Amazon && st.region.is_some() {
+            c.at(
+                table_span.clone(),
+                format!("store `{id}`: `region` applies only to Amazon stores"),
+                "remove it",
+            );
+        }
+        if marketplace != Marketplace::Amazon && st.marketplaces.is_some() {
+            c.at(
+                table_span.clone(),
+                format!("store `{id}`: `marketplaces` applies only to Amazon stores"),
+                "remove it",
+            );
+        }
+        let schedule = match &st.schedule {
+            Some(s) => schedule_field(c, s),
+            None => Some(defaults.schedule.clone()),
+        };
+        if let Some(sched) = &schedule {
+            let min = marketplace.min_check_interval();
+            if sched.min_interval() < min {
+                let (span, whose) = match &st.schedule {
+                    Some(s) => (s.span(), "its schedule"),
+                    None => (
+                        rd.schedule
+                            .as_ref()
+                            .map_or(table_span.clone(), |s| s.span()),
+                        "the default schedule",
+                    ),
+                };
+                c.at(
+                    span,
+                    format!(
+                        "store `{id}`: {whose} `{}` checks more often than {} allows (at most every {})",
+                        sched.as_str(),
+                        marketplace.display_name(),
+                        crate::duration::format(min)
+                    ),
+                    format!(
+                        "use a schedule such as \"*/{} * * * *\" or slower; tighter checks get the key throttled",
+                        (min.as_secs() / 60).max(1)
+                    ),
+                );
+            }
+        }
+        let timeout = duration_field(
+            c,
+            st.timeout.as_ref(),
+            defaults.timeout,
+            "timeout",
+            Duration::from_secs(1),
+        );
+        let store_channels = match &st.channels {
+            Some(l) => check_channel_refs(c, l, &channel_names),
+            None => defaults.channels.clone(),
+        };
+        let proxy = st.proxy.as_ref().and_then(|p| match Url::parse(p.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https" | "socks5" | "socks5h") => {
+                if u.password().is_some() {
+                    c.at(
+                        p.span(),
+                        "the proxy URL carries a password",
+                        format!("remove it here and put proxy_password in the vault: storeguard vault edit store/{id}"),
+                    );
+                    None
+                } else {
+                    Some(u)
+                }
+            }
+            Ok(u) => {
+                c.at(p.span(), format!("proxy scheme `{}` is not supported", u.scheme()), "use http://, https:// or socks5://");
+                None
+            }
+            Err(e) => {
+                c.at(p.span(), format!("`{}` is not a proxy URL ({e})", p.get_ref()), "write it like \"socks5://10.0.0.2:1080\"");
+                None
+            }
+        });
+        let name = st.name.clone().unwrap_or_else(|| id.clone());
+        if let Some(schedule) = schedule {
+            stores.push(Store {
+                id,
+                marketplace,
+                name,
+                account,
+                region: st.region,
+                marketplaces: st.marketplaces.clone().unwrap_or_default(),
+                schedule,
+                timeout,
+                channels: store_channels,
+                proxy,
+                tags: st.tags.clone(),
+                enabled: st.enabled,
+            });
+        }
+    }
+
+    Config {
+        path,
+        daemon,
+        defaults,
+        endpoints,
+        stores,
+        channels,
+    }
+}
+
+fn validate_channel(
+    c: &mut Collector<'_>,
+    ch: RawChannel,
+    span: std::ops::Range<usize>,
+    names: &mut HashSet<String>,
+) -> Option<Channel> {
+    let name = ch.name.get_ref().clone();
+    let kind = *ch.kind.get_ref();
+    let mut ok = true;
+    if !is_valid_id(&name) {
+        c.at(
+            ch.name.span(),
+            format!("channel name `{name}` is not allowed"),
+            "use lowercase letters, digits, '-' and '_' (e.g. \"ops-dingtalk\")",
+        );
+        ok = false;
+    }
+    if !names.insert(name.clone()) {
+        c.at(
+            ch.name.span(),
+            format!("duplicate channel name `{name}`"),
+            "give every [[channel]] its own name",
+        );
+        ok = false;
+    }
+    // Settings that belong to one kind only.
+    let mut only =
+        |present: bool, field: &str, for_kinds: &[ChannelKind], at: std::ops::Range<usize>| {
+            if present && !for_kinds.contains(&kind) {
+                let kinds: Vec<&str> = for_kinds.iter().map(|k| k.as_str()).collect();
+                c.at(
+                    at,
+                    format!(
+                        "channel `{name}`: `{field}` applies only to {} channels",
+                        kinds.join("/")
+                    ),
+                    "remove it",
+                );
+                ok = false;
+            }
+        };
+    use ChannelKind as K;
+    let sp = |o: Option<std::ops::Range<usize>>| o.unwrap_or(span.clone());
+    only(
+        ch.from.is_some(),
+        "from",
+        &[K::Email],
+        sp(ch.from.as_ref().map(|v| v.span())),
+    );
+    only(
+        ch.to.is_some(),
+        "to",
+        &[K::Email],
+        sp(ch.to.as_ref().map(|v| v.span())),
+    );
+    only(
+        ch.smtp_host.is_some(),
+        "smtp_host",
+        &[K::Email],
+        sp(ch.smtp_host.as_ref().map(|v| v.span())),
+    );
+    only(
+        ch.smtp_port.is_some(),
+        "smtp_port",
+        &[K::Email],
+        sp(ch.smtp_port.as_ref().map(|v| v.span())),
+    );
+    only(
+        ch.smtp_tls.is_some(),
+        "smtp_tls",
+        &[K::Email],
+        sp(ch.smtp_tls.as_ref().map(|v| v.span())),
+    );
+    only(
+        ch.chat_id.is_some(),
+        "chat_id",
+        &[K::Telegram],
+        sp(ch.chat_id.as_ref().map(|v| v.span())),
+    );
+    only(
+        ch.urls.is_some(),
+        "urls",
+        &[K::Alertmanager],
+        sp(ch.urls.as_ref().map(|v| v.span())),
+    );
+    only(
+        ch.endpoint.is_some(),
+        "endpoint",
+        &[
+            K::Dingtalk,
+            K::Wecom,
+            K::Feishu,
+            K::Telegram,
+            K::Slack,
+            K::Webhook,
+        ],
+        sp(ch.endpoint.as_ref().map(|v| v.span())),
+    );
+    let endpoint = ch
+        .endpoint
+        .as_ref()
+        .and_then(|e| match check_endpoint(e.get_ref()) {
+            Ok(u) => Some(u),
+            Err((m, h)) => {
+                c.at(e.span(), m, h);
+                None
+            }
+        });
+    let missing = |c: &mut Collector<'_>, field: &str, example: &str| {
+        c.at(
+            span.clone(),
+            format!("{kind} channel `{name}` has no `{field}`"),
+            format!("add {field} = {example}"),
+        );
+    };
+    let settings = match kind {
+        K::Email => {
+            let from = ch.from.as_ref().map(|v| v.get_ref().clone());
+            let to = ch
+                .to
+                .as_ref()
+                .map(|v| v.get_ref().clone())
+                .unwrap_or_default();
+            let host = ch.smtp_host.as_ref().map(|v| v.get_ref().clone());
+            if from.is_none() {
+                missing(c, "from", "\"storeguard@example.com\"");
+            }
+            if to.is_empty() {
+                missing(c, "to", "[\"ops@example.com\"]");
+            }
+            if host.is_none() {
+                missing(c, "smtp_host", "\"smtp.example.com\"");
+            }
+            let tls = ch
+                .smtp_tls
+                .as_ref()
+                .map_or(SmtpTls::Starttls, |t| *t.get_ref());
+            if let (Some(h), Some(t)) = (&host, &ch.smtp_tls) {
+                let loopback =
+                    h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                if *t.get_ref() == SmtpTls::None && !loopback {
+                    c.at(
+                        t.span(),
+                        format!(
+                            "channel `{name}`: smtp_tls = \"none\" to a host that is not loopback"
+                        ),
+                        "use \"starttls\" or \"tls\"; plain SMTP is allowed only to a local relay",
+                    );
+                }
+            }
+            let port = ch.smtp_port.as_ref().map_or(
+                match tls {
+                    SmtpTls::Tls => 465,
+                    SmtpTls::Starttls => 587,
+                    SmtpTls::None => 25,
+                },
+                |p| *p.get_ref(),
+            );
+            match (from, host) {
+                (Some(from), Some(smtp_host)) if !to.is_empty() => ChannelSettings::Email {
+                    from,
+                    to,
+                    smtp_host,
+                    smtp_port: port,
+                    tls,
+                },
+                _ => {
+                    ok = false;
+                    ChannelSettings::None
+                }
+            }
+        }
+        K::Telegram => match ch.chat_id.as_ref().and_then(|v| scalar_string(v.get_ref())) {
+            Some(chat_id) => ChannelSettings::Telegram { chat_id, endpoint },
+            None => {
+                missing(c, "chat_id", "\"-1001234567890\"");
+                ok = false;
+                ChannelSettings::None
+            }
+        },
+        K::Alertmanager => {
+            let mut urls = Vec::new();
+            for u in ch
+                .urls
+                .as_ref()
+                .map(|u| u.get_ref().as_slice())
+                .unwrap_or_default()
+            {
+                match check_endpoint(u.get_ref()) {
+                    Ok(url) => urls.push(url),
+                    Err((m, h)) => c.at(u.span(), m, h),
+                }
+            }
+            if ch.urls.as_ref().is_none_or(|u| u.get_ref().is_empty()) {
+                missing(
+                    c,
+                    "urls",
+                    "[\"http://127.0.0.1:9093\"] (every Alertmanager peer)",
+                );
+                ok = false;
+            }
+            ChannelSettings::Alertmanager { urls }
+        }
+        K::Log => ChannelSettings::None,
+        _ => ChannelSettings::Endpoint(endpoint),
+    };
+    ok.then_some(Channel {
+        name,
+        kind,
+        min_severity: ch.min_severity.unwrap_or(Severity::Unknown),
+        language: ch.language,
+        settings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(Path::new("/etc/storeguard/storeguard.toml"), text)
+    }
+
+    fn first(text: &str) -> Problem {
+        load(text).unwrap_err().problems.remove(0)
+    }
+
+    const OZON: &str = "[[store]]\nid = \"ozon-main\"\nmarketplace = \"ozon\"\naccount = \"123\"\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(OZON).unwrap();
+        assert_eq!(c.stores.len(), 1);
+        assert_eq!(c.stores[0].name, "ozon-main");
+        assert_eq!(c.defaults.failure_threshold, 3);
+        assert_eq!(c.daemon.vault_dir, PathBuf::from("/etc/storeguard/vault"));
+        assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(
+            c.defaults.expiry_warning[0],
+            Duration::from_secs(14 * 86_400)
+        );
+    }
+
+    #[test]
+    fn unknown_key_points_at_it() {
+        let p = first("[defaults]\nshedule = \"* * * * *\"\n");
+        assert_eq!(p.location.as_ref().unwrap().line, 2);
+        assert_eq!(p.location.as_ref().unwrap().col, 1);
+        assert!(
+            p.message.starts_with("unknown field `shedule`"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn amazon_schedule_tighter_than_five_minutes_is_refused() {
+        let p = first(
+            "[[store]]\nid = \"amz\"\nmarketplace = \"amazon\"\nregion = \"na\"\nschedule = \"*/2 * * * *\"\n",
+        );
+        assert!(p.message.contains("at most every 5m"), "{}", p.message);
+        assert_eq!(p.location.unwrap().line, 5);
+    }
+
+    #[test]
+    fn amazon_without_region() {
+        let p = first("[[store]]\nid = \"amz\"\nmarketplace = \"amazon\"\n");
+        assert!(p.message.contains("has no `region`"));
+    }
+
+    #[test]
+    fn duplicate_ids_and_unknown_channels_all_reported() {
+        let e = load(&format!("{OZON}{OZON}channels = [\"nope\"]\n")).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        assert!(e.problems[0].message.contains("duplicate store id"));
+        assert!(e.problems[1].message.contains("unknown channel `nope`"));
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(load("[marketplace.ozon]\nendpoint = \"http://127.0.0.1:8080\"\n").is_ok());
+        assert!(load("[marketplace.ozon]\nendpoint = \"http://[::1]:8080\"\n").is_ok());
+        let p = first("[marketplace.ozon]\nendpoint = \"http://api-seller.ozon.ru\"\n");
+        assert!(p.message.contains("not loopback"));
+    }
+
+    #[test]
+    fn bom_and_crlf_are_accepted() {
+        let text = format!("\u{feff}{}", OZON.replace('\n', "\r\n"));
+        assert!(load(&text).is_ok());
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        assert!(first("  \n").message.contains("empty"));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let c = Config::from_toml(
+            Path::new("/srv/sg/storeguard.toml"),
+            "[daemon]\nstate_dir = \"state\"\nidentity = \"id.txt\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.daemon.state_dir, PathBuf::from("/srv/sg/state"));
+        assert_eq!(c.daemon.identity, PathBuf::from("/srv/sg/id.txt"));
+    }
+
+    #[test]
+    fn channel_settings_are_checked_per_kind() {
+        let p = first("[[channel]]\nname = \"tg\"\nkind = \"telegram\"\n");
+        assert!(p.message.contains("has no `chat_id`"));
+        let p = first("[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nchat_id = 5\n");
+        assert!(p.message.contains("applies only to telegram"));
+    }
+}

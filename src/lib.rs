@@ -1,0 +1,17 @@
+//! storeguard: keeps marketplace store credentials in an age-encrypted vault, proves on a
+//! schedule that every store still logs in, and alerts people when a login turns abnormal.
+//!
+//! The library holds everything; `src/main.rs` only parses arguments and calls [`cli::main`].
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod model;
+pub mod otp;
+pub mod schedule;
+pub mod vault;
+
+/// storeguard's version, as sent in `user-agent`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
