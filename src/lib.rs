@@ -5,11 +5,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod http;
+pub mod i18n;
 pub mod model;
 pub mod otp;
+pub mod outcome;
 pub mod schedule;
 pub mod vault;
 

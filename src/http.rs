@@ -1,0 +1,153 @@
+//! The one way storeguard makes HTTP requests (SECURITY.md, "HTTP client defaults").
+//!
+//! rustls, no redirects followed (a cross-host redirect would carry credentials along), no
+//! Referer, connect/read/total timeouts, `user-agent: storeguard/<version>`, plain http only to
+//! loopback, bodies read in chunks up to a cap, and errors printed without their URL (URLs can
+//! carry tokens).
+
+use futures_util::StreamExt;
+use std::time::Duration;
+use url::Url;
+
+/// Bodies larger than this are cut off and treated as a protocol error.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// User agent sent on every request.
+pub fn user_agent() -> String {
+    format!("storeguard/{}", crate::VERSION)
+}
+
+/// A client builder with storeguard's hygiene applied; callers add a proxy if they need one.
+#[allow(clippy::disallowed_methods)]
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .read_timeout(timeout)
+        .timeout(timeout)
+        .user_agent(user_agent())
+        .https_only(false) // plain http is allowed only to loopback: enforced by `check_url`
+        .pool_idle_timeout(Duration::from_secs(90))
+}
+
+/// Refuses plain http to anything but loopback.
+pub fn check_url(url: &Url) -> Result<(), HttpError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(HttpError::InsecureUrl)
+            }
+        }
+        _ => Err(HttpError::InsecureUrl),
+    }
+}
+
+/// Transport-level failures, without URLs.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("timed out")]
+    Timeout,
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("response body larger than {} KiB", MAX_BODY_BYTES / 1024)]
+    TooLarge,
+    #[error("refusing plain http to a host that is not loopback")]
+    InsecureUrl,
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+impl HttpError {
+    /// Classifies a reqwest error with its URL removed.
+    pub fn from_reqwest(e: reqwest::Error) -> Self {
+        let e = e.without_url();
+        if e.is_timeout() {
+            HttpError::Timeout
+        } else if e.is_connect() {
+            HttpError::Connect(error_chain(&e))
+        } else {
+            HttpError::Other(error_chain(&e))
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    crate::outcome::sanitize(&s, 200)
+}
+
+/// Reads a response body in chunks, failing once it passes `cap` bytes.
+pub async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, HttpError> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(HttpError::from_reqwest)?;
+        if body.len() + chunk.len() > cap {
+            return Err(HttpError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A short printable excerpt of an unrecognised body, for `protocol_error` details.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(400)]);
+    crate::outcome::sanitize(&text, 120)
+}
+
+/// Parses `Retry-After` (seconds form), capped so a hostile server cannot park us for years.
+pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let secs: u64 = v.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(check_url(&Url::parse("http://127.0.0.1:1/x").unwrap()).is_ok());
+        assert!(check_url(&Url::parse("http://localhost/x").unwrap()).is_ok());
+        assert!(check_url(&Url::parse("http://[::1]/x").unwrap()).is_ok());
+        assert!(check_url(&Url::parse("https://example.com/x").unwrap()).is_ok());
+        assert!(check_url(&Url::parse("http://example.com/x").unwrap()).is_err());
+        assert!(check_url(&Url::parse("ftp://127.0.0.1/x").unwrap()).is_err());
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "999999999".parse().unwrap());
+        assert_eq!(
+            retry_after(&h, Duration::from_secs(3600)),
+            Some(Duration::from_secs(3600))
+        );
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(
+            retry_after(&h, Duration::from_secs(3600)),
+            Some(Duration::from_secs(7))
+        );
+    }
+}

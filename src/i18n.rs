@@ -1,0 +1,100 @@
+//! Message catalogues: one TOML file per language (`src/i18n/en.toml`, `src/i18n/zh-CN.toml`).
+//!
+//! Every user-facing sentence of tables, alerts and pages lives there, not in the code. Both
+//! catalogues must have the same keys; a unit test fails on a missing translation.
+
+use crate::model::Language;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+const EN: &str = include_str!("i18n/en.toml");
+const ZH_CN: &str = include_str!("i18n/zh-CN.toml");
+
+fn parse(text: &str) -> HashMap<String, String> {
+    let table: toml::Table = toml::from_str(text).expect("catalogue is valid TOML");
+    table
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.as_str()
+                    .expect("catalogue values are strings")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn catalogue(lang: Language) -> &'static HashMap<String, String> {
+    static EN_MAP: OnceLock<HashMap<String, String>> = OnceLock::new();
+    static ZH_MAP: OnceLock<HashMap<String, String>> = OnceLock::new();
+    match lang {
+        Language::En => EN_MAP.get_or_init(|| parse(EN)),
+        Language::ZhCn => ZH_MAP.get_or_init(|| parse(ZH_CN)),
+    }
+}
+
+/// The text for `key`; falls back to English, then to the key itself.
+pub fn text(lang: Language, key: &str) -> &'static str {
+    catalogue(lang)
+        .get(key)
+        .or_else(|| catalogue(Language::En).get(key))
+        .map_or("", String::as_str)
+}
+
+/// The text for `key` with `{name}` placeholders filled in.
+pub fn format(lang: Language, key: &str, args: &[(&str, &str)]) -> String {
+    let mut s = text(lang, key).to_string();
+    for (name, value) in args {
+        s = s.replace(&format!("{{{name}}}"), value);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn catalogues_have_the_same_keys() {
+        let en: BTreeSet<_> = catalogue(Language::En).keys().collect();
+        let zh: BTreeSet<_> = catalogue(Language::ZhCn).keys().collect();
+        let missing_zh: Vec<_> = en.difference(&zh).collect();
+        let missing_en: Vec<_> = zh.difference(&en).collect();
+        assert!(
+            missing_zh.is_empty(),
+            "missing in zh-CN.toml: {missing_zh:?}"
+        );
+        assert!(missing_en.is_empty(), "missing in en.toml: {missing_en:?}");
+    }
+
+    #[test]
+    fn placeholders_match_between_languages() {
+        let names = |s: &str| -> BTreeSet<String> {
+            s.split('{')
+                .skip(1)
+                .filter_map(|p| p.split_once('}').map(|(n, _)| n.to_string()))
+                .collect()
+        };
+        for (k, v) in catalogue(Language::En) {
+            let zh = &catalogue(Language::ZhCn)[k];
+            assert_eq!(names(v), names(zh), "placeholders differ for {k}");
+        }
+    }
+
+    #[test]
+    fn every_finding_and_status_has_words() {
+        for lang in [Language::En, Language::ZhCn] {
+            for f in crate::outcome::FindingKind::ALL {
+                assert!(
+                    !text(lang, &format!("finding.{}", f.as_str())).is_empty(),
+                    "{f}"
+                );
+            }
+            for s in ["OK", "WARNING", "CRITICAL", "UNKNOWN"] {
+                assert!(!text(lang, &format!("status.{s}")).is_empty());
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! What one check found: facts about the account, findings, and a status.
+//!
+//! Probes produce an [`Outcome`]; the health machine turns outcomes into incidents. Nothing in
+//! here may hold a secret: details are short, sanitised sentences.
+
+use crate::model::{Marketplace, Severity};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Monitoring-plugin status (also `storeguard check`'s exit code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    /// Rank for "worst of": OK < WARNING < UNKNOWN < CRITICAL (a refused login is worse than
+    /// a marketplace that could not be asked).
+    pub fn rank(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Unknown => 2,
+            Status::Critical => 3,
+        }
+    }
+
+    pub fn worst(self, other: Status) -> Status {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "OK" => Some(Status::Ok),
+            "WARNING" => Some(Status::Warning),
+            "CRITICAL" => Some(Status::Critical),
+            "UNKNOWN" => Some(Status::Unknown),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kinds of abnormal login (see DESIGN.md, "Outcome of a check").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    AuthRejected,
+    AccountBlocked,
+    IdentityMismatch,
+    IpRestricted,
+    PermissionMissing,
+    CredentialExpiring,
+    AccountChanged,
+    Posture,
+    RateLimited,
+    Unreachable,
+    ProtocolError,
+    /// The store's vault entry is missing, undecryptable or incomplete.
+    VaultUnreadable,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 12] = [
+        FindingKind::AuthRejected,
+        FindingKind::AccountBlocked,
+        FindingKind::IdentityMismatch,
+        FindingKind::IpRestricted,
+        FindingKind::PermissionMissing,
+        FindingKind::CredentialExpiring,
+        FindingKind::AccountChanged,
+        FindingKind::Posture,
+        FindingKind::RateLimited,
+        FindingKind::Unreachable,
+        FindingKind::ProtocolError,
+        FindingKind::VaultUnreadable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::AuthRejected => "auth_rejected",
+            FindingKind::AccountBlocked => "account_blocked",
+            FindingKind::IdentityMismatch => "identity_mismatch",
+            FindingKind::IpRestricted => "ip_restricted",
+            FindingKind::PermissionMissing => "permission_missing",
+            FindingKind::CredentialExpiring => "credential_expiring",
+            FindingKind::AccountChanged => "account_changed",
+            FindingKind::Posture => "posture",
+            FindingKind::RateLimited => "rate_limited",
+            FindingKind::Unreachable => "unreachable",
+            FindingKind::ProtocolError => "protocol_error",
+            FindingKind::VaultUnreadable => "vault_unreadable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FindingKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The status a finding gives a check.
+    pub fn status(self) -> Status {
+        match self {
+            FindingKind::AuthRejected
+            | FindingKind::AccountBlocked
+            | FindingKind::IdentityMismatch
+            | FindingKind::IpRestricted => Status::Critical,
+            FindingKind::PermissionMissing
+            | FindingKind::CredentialExpiring
+            | FindingKind::AccountChanged
+            | FindingKind::Posture => Status::Warning,
+            FindingKind::RateLimited
+            | FindingKind::Unreachable
+            | FindingKind::ProtocolError
+            | FindingKind::VaultUnreadable => Status::Unknown,
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self.status() {
+            Status::Critical => Severity::Critical,
+            Status::Warning => Severity::Warning,
+            _ => Severity::Unknown,
+        }
+    }
+
+    /// UNKNOWN findings wait for `failure_threshold` checks in a row before opening.
+    pub fn needs_threshold(self) -> bool {
+        self.status() == Status::Unknown
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One finding of a check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    /// A short sanitised sentence (no secret, no URL with a token, no control characters).
+    pub detail: String,
+    /// For `rate_limited`: how long the marketplace asked us to wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Finding {
+    pub fn new(kind: FindingKind, detail: impl Into<String>) -> Self {
+        Finding {
+            kind,
+            detail: sanitize(&detail.into(), 300),
+            retry_after_secs: None,
+        }
+    }
+}
+
+/// Account facts as the marketplace answered them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// Account id the API answered for (Client-Id, seller id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Key or token expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marketplaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub premium: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    pub latency_ms: u64,
+    /// Name of the egress used ("direct" or the proxy host), never its credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<String>,
+}
+
+/// The result of one check of one store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub store_id: String,
+    pub marketplace: Marketplace,
+    pub checked_at: DateTime<Utc>,
+    pub status: Status,
+    pub findings: Vec<Finding>,
+    pub facts: Facts,
+}
+
+impl Outcome {
+    /// Builds an outcome whose status is the worst of its findings' (OK when none).
+    pub fn new(
+        store_id: &str,
+        marketplace: Marketplace,
+        checked_at: DateTime<Utc>,
+        findings: Vec<Finding>,
+        facts: Facts,
+    ) -> Self {
+        let status = findings
+            .iter()
+            .fold(Status::Ok, |s, f| s.worst(f.kind.status()));
+        Outcome {
+            store_id: store_id.to_string(),
+            marketplace,
+            checked_at,
+            status,
+            findings,
+            facts,
+        }
+    }
+
+    pub fn has(&self, kind: FindingKind) -> bool {
+        self.findings.iter().any(|f| f.kind == kind)
+    }
+}
+
+/// Makes untrusted text safe to print: no control characters or ANSI escapes, one line, capped.
+pub fn sanitize(s: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max_chars));
+    let mut n = 0;
+    for c in s.chars() {
+        if n >= max_chars {
+            out.push('…');
+            break;
+        }
+        let c = if c.is_control() { ' ' } else { c };
+        out.push(c);
+        n += 1;
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_the_worst_finding() {
+        let now = Utc::now();
+        let o = Outcome::new(
+            "s",
+            Marketplace::Ozon,
+            now,
+            vec![
+                Finding::new(FindingKind::Posture, "no 2FA"),
+                Finding::new(FindingKind::AuthRejected, "key deactivated"),
+            ],
+            Facts::default(),
+        );
+        assert_eq!(o.status, Status::Critical);
+        let ok = Outcome::new("s", Marketplace::Ozon, now, vec![], Facts::default());
+        assert_eq!(ok.status, Status::Ok);
+    }
+
+    #[test]
+    fn sanitize_strips_escapes_and_newlines() {
+        assert_eq!(sanitize("bad\x1b[31m\nkey\r\n", 100), "bad [31m key");
+        assert_eq!(sanitize("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn finding_names_round_trip() {
+        for k in FindingKind::ALL {
+            assert_eq!(FindingKind::parse(k.as_str()), Some(k));
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+        }
+    }
+}
