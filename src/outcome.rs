@@ -254,15 +254,12 @@ impl Outcome {
 /// Makes untrusted text safe to print: no control characters or ANSI escapes, one line, capped.
 pub fn sanitize(s: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars));
-    let mut n = 0;
-    for c in s.chars() {
+    for (n, c) in s.chars().enumerate() {
         if n >= max_chars {
             out.push('…');
             break;
         }
-        let c = if c.is_control() { ' ' } else { c };
-        out.push(c);
-        n += 1;
+        out.push(if c.is_control() { ' ' } else { c });
     }
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
