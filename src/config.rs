@@ -522,7 +522,27 @@ impl Config {
 
 /// The toml error's own sentence, without the quoted source line (which could hold a value).
 fn toml_message(e: &toml::de::Error) -> String {
-    let m = e.message().trim().replace('\n', " ");
+    let mut m = e.message().trim().replace('\n', " ");
+    // "invalid type: string \"…\", expected u32": drop the quoted value, say the type in words.
+    if m.starts_with("invalid type") || m.starts_with("invalid value") {
+        let mut out = String::with_capacity(m.len());
+        let mut in_quotes = false;
+        for c in m.chars() {
+            if c == '"' {
+                in_quotes = !in_quotes;
+                continue;
+            }
+            if !in_quotes {
+                out.push(c);
+            }
+        }
+        m = out
+            .replace("string ,", "a string,")
+            .replace("integer ,", "a number,")
+            .replace("expected u32", "expected a whole number")
+            .replace("expected u16", "expected a port number")
+            .replace("expected a boolean", "expected true or false");
+    }
     if m.starts_with("unknown field") {
         m
     } else {

@@ -13,8 +13,20 @@ use std::process::ExitCode;
 use zeroize::Zeroizing;
 
 pub fn run(config_path: &Path, cmd: VaultCmd) -> anyhow::Result<ExitCode> {
+    // Check the entry name before touching any file.
+    if let VaultCmd::Put(a) | VaultCmd::Edit(a) | VaultCmd::Rm(a) = &cmd {
+        EntryId::parse(&a.entry).map_err(|e| anyhow!(e))?;
+    }
+    if let VaultCmd::Show(a) = &cmd {
+        EntryId::parse(&a.entry).map_err(|e| anyhow!(e))?;
+    }
     let config = load_config(config_path)?;
     let vault = open_vault(&config)?;
+    // Temp files of a writer killed mid-write are never a valid entry: remove them first.
+    let stale = vault.clean_stale_temp_files()?;
+    if stale > 0 {
+        eprintln!("removed {stale} stale temporary file(s) left by an interrupted write");
+    }
     match cmd {
         VaultCmd::Put(a) => put(
             &config,
@@ -377,7 +389,6 @@ fn list(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
 fn rekey(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
     let identity = load_identity(config)?;
     let recipients = vault.recipients()?;
-    vault.clean_stale_temp_files()?;
     let mut failed = 0;
     let entries = vault.list()?;
     for id in &entries {
