@@ -9,12 +9,14 @@ pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod health;
 pub mod http;
 pub mod i18n;
 pub mod model;
 pub mod otp;
 pub mod outcome;
 pub mod schedule;
+pub mod state;
 pub mod vault;
 
 /// storeguard's version, as sent in `user-agent`.

@@ -743,6 +743,50 @@ mod tests {
     }
 
     #[test]
+    fn passphrase_protected_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("identity.age");
+        let id = Identity::generate();
+        let secret = id.inner.to_string();
+        let enc =
+            age::Encryptor::with_user_passphrase(SecretString::from("correct horse".to_string()));
+        let mut out = Vec::new();
+        let armored =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .unwrap();
+        let mut w = enc.wrap_output(armored).unwrap();
+        w.write_all(secret.expose_secret().as_bytes()).unwrap();
+        w.finish().unwrap().finish().unwrap();
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&p)
+                .unwrap();
+            f.write_all(&out).unwrap();
+        }
+        let loaded =
+            Identity::load(&p, || Some(SecretString::from("correct horse".to_string()))).unwrap();
+        assert_eq!(loaded.recipient().to_string(), id.recipient().to_string());
+        assert!(matches!(
+            Identity::load(&p, || Some(SecretString::from("wrong".to_string()))),
+            Err(IdentityError::BadPassphrase { .. })
+        ));
+        assert!(matches!(
+            Identity::load(&p, || None),
+            Err(IdentityError::NeedsPassphrase { .. })
+        ));
+    }
+
+    #[test]
+    fn plaintext_debug_shows_only_its_length() {
+        let p = Plaintext(Zeroizing::new("api_key = \"CANARY-dbg\"".to_string()));
+        assert!(!format!("{p:?}").contains("CANARY"));
+    }
+
+    #[test]
     fn debug_of_identity_shows_only_the_public_key() {
         let id = Identity::generate();
         let secret = id.inner.to_string();
