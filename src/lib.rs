@@ -7,7 +7,9 @@
 
 pub mod alert;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod duration;
 pub mod health;
 pub mod http;
@@ -15,6 +17,7 @@ pub mod i18n;
 pub mod model;
 pub mod otp;
 pub mod outcome;
+pub mod route;
 pub mod schedule;
 pub mod state;
 pub mod vault;

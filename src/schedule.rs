@@ -119,6 +119,33 @@ impl CronSchedule {
     }
 }
 
+/// A store's fixed offset after each firing, so that many stores on the same schedule do not
+/// all fire in the same millisecond: up to a tenth of the interval, at most 30 s, derived from
+/// the store id (stable across restarts).
+pub fn jitter(store_id: &str, schedule: &CronSchedule) -> Duration {
+    use sha2::{Digest, Sha256};
+    let span = (schedule.min_interval() / 10).min(Duration::from_secs(30));
+    if span.is_zero() {
+        return Duration::ZERO;
+    }
+    let h = Sha256::digest(store_id.as_bytes());
+    let n = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
+    Duration::from_millis(n % span.as_millis().max(1) as u64)
+}
+
+/// When a store is next due after `now`: the next firing in the daemon's timezone, plus the
+/// store's jitter. Missed firings are skipped, never replayed.
+pub fn next_due(
+    schedule: &CronSchedule,
+    tz: chrono_tz::Tz,
+    store_id: &str,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let local = now.with_timezone(&tz);
+    let next = schedule.next_after(&local)?.with_timezone(&Utc);
+    Some(next + chrono::Duration::from_std(jitter(store_id, schedule)).unwrap_or_default())
+}
+
 fn reference_instant() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
@@ -158,6 +185,29 @@ mod tests {
         );
         let step = CronSchedule::parse("0 9 * * */2").unwrap();
         assert!(step.next_after(&reference_instant()).is_some());
+    }
+
+    #[test]
+    fn jitter_spreads_stores_and_is_stable() {
+        let s = CronSchedule::parse("*/10 * * * *").unwrap();
+        let a = jitter("store-a", &s);
+        assert_eq!(a, jitter("store-a", &s));
+        assert!(a < Duration::from_secs(30));
+        let distinct: std::collections::HashSet<_> = (0..1000)
+            .map(|i| jitter(&format!("s{i}"), &s).as_millis())
+            .collect();
+        assert!(distinct.len() > 900, "{}", distinct.len());
+    }
+
+    #[test]
+    fn next_due_follows_the_timezone() {
+        let s = CronSchedule::parse("0 9 * * *").unwrap();
+        let tz: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let due = next_due(&s, tz, "x", now).unwrap();
+        // 09:00 in Shanghai is 01:00 UTC, plus at most 30 s of jitter.
+        assert!(due >= Utc.with_ymd_and_hms(2026, 11, 1, 1, 0, 0).unwrap());
+        assert!(due <= Utc.with_ymd_and_hms(2026, 11, 1, 1, 0, 30).unwrap());
     }
 
     #[test]

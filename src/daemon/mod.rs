@@ -1,0 +1,675 @@
+//! The daemon: schedules checks, runs them through the health machine into SQLite, delivers the
+//! alert outbox, serves status and metrics, and reacts to signals.
+//!
+//! `run` takes its shutdown future and clock as parameters so tests can drive it. Reload
+//! (SIGHUP) builds the new config, prober and channels first and swaps them in only when all of
+//! that succeeded; otherwise the old ones keep running.
+
+pub mod api;
+pub mod metrics;
+
+use crate::alert::{AlertEvent, Delivery};
+use crate::clock::{BoxFuture, Clock};
+use crate::config::{Config, Store};
+use crate::health::{self, Rules, StoreHealth, StoreRef};
+use crate::model::Marketplace;
+use crate::outcome::{FindingKind, Outcome, Status};
+use crate::state::{Backoff, State};
+use chrono::{DateTime, Utc};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Runs one check of one store (implemented by the marketplace prober).
+pub trait Probe: Send + Sync + 'static {
+    fn check<'a>(&'a self, store_id: &'a str, now: DateTime<Utc>) -> BoxFuture<'a, Outcome>;
+}
+
+/// Delivers one event to one channel (implemented by the channel set).
+pub trait Sender: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        channel: &'a str,
+        event: &'a AlertEvent,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Delivery>;
+}
+
+/// Builds the prober and channels for a config (called at start and on every reload).
+pub trait Parts: Send + Sync + 'static {
+    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Probe>, Arc<dyn Sender>)>;
+}
+
+/// Tunables that are not user config.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_concurrent_checks: usize,
+    pub max_concurrent_per_marketplace: usize,
+    /// How long SIGTERM waits for in-flight checks.
+    pub drain_deadline: Duration,
+    /// Undelivered events older than this are given up (logged and counted).
+    pub alert_max_age: Duration,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent_checks: 128,
+            max_concurrent_per_marketplace: 64,
+            drain_deadline: Duration::from_secs(10),
+            alert_max_age: Duration::from_secs(24 * 3600),
+            retry_base: Duration::from_secs(5),
+            retry_cap: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the daemon keeps in memory per store.
+#[derive(Clone, Debug, Default)]
+pub struct StoreMem {
+    pub health: StoreHealth,
+    pub last: Option<Outcome>,
+    pub backoff: Backoff,
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// The live parts, swapped as a whole on reload.
+pub struct Live {
+    pub config: Arc<Config>,
+    pub probe: Arc<dyn Probe>,
+    pub sender: Arc<dyn Sender>,
+    pub rules: Rules,
+}
+
+/// Shared daemon state (the status listener reads it).
+pub struct Shared {
+    pub live: RwLock<Arc<Live>>,
+    pub stores: Mutex<HashMap<String, StoreMem>>,
+    pub state: Arc<State>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: metrics::Metrics,
+    pub limits: Limits,
+    pub api_token: RwLock<Option<secrecy::SecretString>>,
+    check_now: mpsc::UnboundedSender<String>,
+    outbox_kick: Notify,
+    replan: Notify,
+    in_flight: Mutex<HashSet<String>>,
+    /// Unix ms of the scheduler's last loop, for the watchdog and /healthz.
+    pub heartbeat: AtomicI64,
+}
+
+impl Shared {
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks for a check of `store_id` now. False when the store is unknown.
+    pub fn check_now(&self, store_id: &str) -> bool {
+        if self.live().config.store(store_id).is_none() {
+            return false;
+        }
+        self.check_now.send(store_id.to_string()).is_ok()
+    }
+
+    /// Whether the scheduler loop ran recently.
+    pub fn scheduler_alive(&self, now: DateTime<Utc>) -> bool {
+        now.timestamp_millis() - self.heartbeat.load(Ordering::Relaxed) < 120_000
+    }
+}
+
+/// Backoff after a refused or throttled check: never hammer a marketplace with a bad key.
+fn next_backoff(prev: Backoff, outcome: &Outcome, now: DateTime<Utc>) -> Backoff {
+    let rate = outcome
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::RateLimited);
+    let refused = outcome.has(FindingKind::AuthRejected);
+    if rate.is_none() && !refused {
+        return Backoff::default();
+    }
+    let level = (prev.level + 1).min(8);
+    let wait = if let Some(secs) = rate.and_then(|f| f.retry_after_secs) {
+        Duration::from_secs(secs.clamp(60, 3600))
+    } else if refused {
+        // 10 min, 20, 40, 80, capped at 2 h: a fixed key is still noticed the same morning,
+        // and `check now` bypasses it.
+        Duration::from_secs(600 * 2u64.pow(level - 1)).min(Duration::from_secs(7200))
+    } else {
+        Duration::from_secs(60 * 2u64.pow(level - 1)).min(Duration::from_secs(1800))
+    };
+    Backoff {
+        until: Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
+        level,
+    }
+}
+
+/// Starts everything and runs until `shutdown` resolves.
+pub async fn run(
+    config: Arc<Config>,
+    parts: Arc<dyn Parts>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    api_token: Option<secrecy::SecretString>,
+    reload: mpsc::UnboundedReceiver<()>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    ready: impl FnOnce(&Shared) + Send,
+) -> anyhow::Result<()> {
+    let state = Arc::new(State::open(&config.daemon.state_dir)?);
+    let (probe, sender) = parts.build(&config)?;
+    let rules = Rules::from_config(&config.defaults);
+    let mut mem = HashMap::new();
+    for row in state.load_stores()? {
+        mem.insert(
+            row.store_id.clone(),
+            StoreMem {
+                health: row.health,
+                last: row.last_outcome,
+                backoff: Backoff {
+                    until: row.backoff_until,
+                    level: row.backoff_level,
+                },
+                next_due: None,
+            },
+        );
+    }
+    let (check_tx, check_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        live: RwLock::new(Arc::new(Live {
+            config: config.clone(),
+            probe,
+            sender,
+            rules,
+        })),
+        stores: Mutex::new(mem),
+        state,
+        clock: clock.clone(),
+        metrics: metrics::Metrics::default(),
+        limits,
+        api_token: RwLock::new(api_token),
+        check_now: check_tx,
+        outbox_kick: Notify::new(),
+        replan: Notify::new(),
+        in_flight: Mutex::new(HashSet::new()),
+        heartbeat: AtomicI64::new(clock.now().timestamp_millis()),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.daemon.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}\n  help: another storeguard may be running; change [daemon] listen", config.daemon.listen))?;
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    tracker.spawn(api::serve(listener, shared.clone(), cancel.clone()));
+    tracker.spawn(deliver_loop(shared.clone(), cancel.clone()));
+    tracker.spawn(reload_loop(shared.clone(), parts, reload, cancel.clone()));
+    tracker.spawn(housekeeping(shared.clone(), cancel.clone()));
+    let checks = TaskTracker::new();
+    let sched = tokio::spawn(schedule_loop(
+        shared.clone(),
+        check_rx,
+        cancel.clone(),
+        checks.clone(),
+    ));
+    tracker.close();
+
+    ready(&shared);
+    tracing::info!(
+        stores = config.stores.iter().filter(|s| s.enabled).count(),
+        channels = config.channels.len(),
+        listen = %config.daemon.listen,
+        "storeguard running"
+    );
+
+    shutdown.await;
+    tracing::info!("shutting down: no new checks; waiting for in-flight ones");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    cancel.cancel();
+    let _ = sched.await;
+    checks.close();
+    if tokio::time::timeout(shared.limits.drain_deadline, checks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "in-flight checks did not finish within the drain deadline; they are abandoned (they will run again after restart)"
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn plan(shared: &Shared, now: DateTime<Utc>) -> BinaryHeap<Reverse<(DateTime<Utc>, String)>> {
+    let live = shared.live();
+    let mut heap = BinaryHeap::new();
+    let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
+    for store in live.config.stores.iter().filter(|s| s.enabled) {
+        let due =
+            crate::schedule::next_due(&store.schedule, live.config.daemon.timezone, &store.id, now);
+        let entry = mem.entry(store.id.clone()).or_default();
+        entry.next_due = due;
+        if let Some(due) = due {
+            heap.push(Reverse((due, store.id.clone())));
+        }
+    }
+    heap
+}
+
+async fn schedule_loop(
+    shared: Arc<Shared>,
+    mut check_rx: mpsc::UnboundedReceiver<String>,
+    cancel: CancellationToken,
+    checks: TaskTracker,
+) {
+    let limits = shared.limits.clone();
+    let global = Arc::new(Semaphore::new(limits.max_concurrent_checks));
+    let per_market: Arc<BTreeMap<Marketplace, Arc<Semaphore>>> = Arc::new(
+        Marketplace::ALL
+            .into_iter()
+            .map(|m| {
+                (
+                    m,
+                    Arc::new(Semaphore::new(limits.max_concurrent_per_marketplace)),
+                )
+            })
+            .collect(),
+    );
+    let mut now = shared.clock.now();
+    let mut heap = plan(&shared, now);
+    loop {
+        shared
+            .heartbeat
+            .store(shared.clock.now().timestamp_millis(), Ordering::Relaxed);
+        let next = heap.peek().map(|Reverse((t, _))| *t);
+        let wake = next.unwrap_or(now + chrono::Duration::seconds(60));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = shared.replan.notified() => {
+                heap = plan(&shared, shared.clock.now());
+                continue;
+            }
+            Some(id) = check_rx.recv() => {
+                spawn_check(&shared, &checks, &global, &per_market, id, true);
+                continue;
+            }
+            _ = shared.clock.sleep_until(wake) => {}
+        }
+        let t = shared.clock.now();
+        if t + chrono::Duration::seconds(60) < now {
+            // The clock went backwards: re-plan from the new "now" instead of waiting for
+            // due times that are now far away.
+            tracing::warn!("system clock moved backwards; re-planning the schedule");
+            heap = plan(&shared, t);
+            now = t;
+            continue;
+        }
+        now = t;
+        let live = shared.live();
+        while let Some(Reverse((due, _))) = heap.peek() {
+            if *due > now {
+                break;
+            }
+            let Reverse((_, id)) = heap.pop().expect("peeked");
+            let Some(store) = live.config.store(&id).filter(|s| s.enabled) else {
+                continue;
+            };
+            // Next firing after now: ticks missed while away are skipped, not replayed.
+            let next_due =
+                crate::schedule::next_due(&store.schedule, live.config.daemon.timezone, &id, now);
+            let backoff_until = {
+                let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
+                let m = mem.entry(id.clone()).or_default();
+                m.next_due = next_due;
+                m.backoff.until
+            };
+            if let Some(n) = next_due {
+                heap.push(Reverse((n, id.clone())));
+            }
+            if backoff_until.is_some_and(|u| u > now) {
+                shared
+                    .metrics
+                    .checks_skipped_backoff
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            spawn_check(&shared, &checks, &global, &per_market, id, false);
+        }
+    }
+}
+
+fn spawn_check(
+    shared: &Arc<Shared>,
+    checks: &TaskTracker,
+    global: &Arc<Semaphore>,
+    per_market: &Arc<BTreeMap<Marketplace, Arc<Semaphore>>>,
+    store_id: String,
+    manual: bool,
+) {
+    let Some(store) = shared.live().config.store(&store_id).cloned() else {
+        return;
+    };
+    {
+        let mut inflight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if !inflight.insert(store_id.clone()) {
+            return; // already being checked
+        }
+    }
+    let shared = shared.clone();
+    let global = global.clone();
+    let market = per_market[&store.marketplace].clone();
+    checks.spawn(async move {
+        let _g = global.acquire_owned().await;
+        let _m = market.acquire_owned().await;
+        run_check(&shared, &store, manual).await;
+        shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&store.id);
+    });
+}
+
+/// Probe → health → one SQLite transaction → memory. Memory advances only when the write
+/// succeeded, so a failed write (disk full) loses no event: the next check derives it again.
+pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
+    let live = shared.live();
+    let started = shared.clock.now();
+    let outcome = live.probe.check(&store.id, started).await;
+    let now = shared.clock.now();
+    let prev = {
+        let mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
+        mem.get(&store.id).cloned().unwrap_or_default()
+    };
+    let mut health = prev.health.clone();
+    let store_ref = StoreRef {
+        id: &store.id,
+        name: &store.name,
+        marketplace: store.marketplace,
+    };
+    let events = health::apply(&mut health, &store_ref, &outcome, &live.rules, now);
+    let routed: Vec<(AlertEvent, Vec<String>)> = events
+        .into_iter()
+        .map(|e| {
+            let ch = crate::route::channels_for(&live.config, &e);
+            (e, ch)
+        })
+        .collect();
+    let backoff = if manual && outcome.status == Status::Ok {
+        Backoff::default()
+    } else {
+        next_backoff(prev.backoff, &outcome, now)
+    };
+    let write = shared
+        .state
+        .record_check(&outcome, &health, &routed, backoff);
+    shared.metrics.record_check(&outcome);
+    match write {
+        Ok(()) => {
+            if shared.metrics.state_fault.swap(false, Ordering::Relaxed) {
+                tracing::info!("state database writable again");
+            }
+            for (e, ch) in &routed {
+                tracing::info!(
+                    store = %e.store_id,
+                    event = e.event.as_str(),
+                    finding = e.finding.as_str(),
+                    channels = ch.len(),
+                    "incident {}",
+                    e.event.as_str()
+                );
+            }
+            let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
+            let m = mem.entry(store.id.clone()).or_default();
+            m.health = health;
+            m.last = Some(outcome);
+            m.backoff = backoff;
+            drop(mem);
+            if !routed.is_empty() {
+                shared.outbox_kick.notify_one();
+            }
+        }
+        Err(e) => {
+            shared
+                .metrics
+                .state_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.state_fault.store(true, Ordering::Relaxed);
+            tracing::error!(store = %store.id, disk_full = e.is_disk_full(), "cannot record the check: {e}");
+            // Keep the outcome visible in status, but not the health transition.
+            let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
+            mem.entry(store.id.clone()).or_default().last = Some(outcome);
+        }
+    }
+}
+
+fn retry_delay(limits: &Limits, attempts: u32, asked: Option<Duration>) -> Duration {
+    let exp = limits
+        .retry_base
+        .saturating_mul(2u32.saturating_pow(attempts.min(16)))
+        .min(limits.retry_cap);
+    match asked {
+        Some(a) => a.min(Duration::from_secs(3600)).max(Duration::from_secs(1)),
+        None => exp,
+    }
+}
+
+async fn deliver_loop(shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let now = shared.clock.now();
+        let rows = match shared.state.due_outbox(now, 200) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot read the alert outbox: {e}");
+                Vec::new()
+            }
+        };
+        let live = shared.live();
+        for row in &rows {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let now = shared.clock.now();
+            let age = (now - row.created_at).to_std().unwrap_or_default();
+            if age > shared.limits.alert_max_age {
+                tracing::warn!(
+                    channel = %row.channel,
+                    event_id = %row.event.event_id,
+                    store = %row.event.store_id,
+                    attempts = row.attempts,
+                    "giving up on an alert older than {}",
+                    crate::duration::format(shared.limits.alert_max_age)
+                );
+                shared.metrics.alert(&row.channel, "gave_up");
+                let _ = shared.state.mark_gave_up(row.seq, now, "too old");
+                continue;
+            }
+            let verdict = live.sender.send(&row.channel, &row.event, now).await;
+            let now = shared.clock.now();
+            let result = match verdict {
+                Delivery::Delivered => {
+                    shared.metrics.alert(&row.channel, "delivered");
+                    shared.state.mark_delivered(row.seq, now)
+                }
+                Delivery::Retry(after) => {
+                    shared.metrics.alert(&row.channel, "retry");
+                    let wait = retry_delay(&shared.limits, row.attempts, after);
+                    tracing::debug!(channel = %row.channel, event_id = %row.event.event_id, "delivery will be retried in {}", crate::duration::format(wait));
+                    shared.state.mark_retry(
+                        row.seq,
+                        now + chrono::Duration::from_std(wait).unwrap_or_default(),
+                        "retry",
+                    )
+                }
+                Delivery::Permanent(reason) => {
+                    shared.metrics.alert(&row.channel, "gave_up");
+                    tracing::warn!(channel = %row.channel, event_id = %row.event.event_id, "channel refused the alert for good: {reason}");
+                    shared.state.mark_gave_up(row.seq, now, &reason)
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!("cannot update the alert outbox: {e}");
+            }
+        }
+        if !rows.is_empty() {
+            continue;
+        }
+        let next = shared.state.next_outbox_due().ok().flatten();
+        let wake = next.unwrap_or(shared.clock.now() + chrono::Duration::seconds(30));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = shared.outbox_kick.notified() => {}
+            _ = shared.clock.sleep_until(wake) => {}
+        }
+    }
+}
+
+async fn reload_loop(
+    shared: Arc<Shared>,
+    parts: Arc<dyn Parts>,
+    mut reload: mpsc::UnboundedReceiver<()>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = reload.recv() => if r.is_none() { return },
+        }
+        let path = shared.live().config.path.clone();
+        let result = Config::load(&path)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|c| {
+                let c = Arc::new(c);
+                let (probe, sender) = parts.build(&c)?;
+                Ok((c, probe, sender))
+            });
+        match result {
+            Ok((config, probe, sender)) => {
+                let rules = Rules::from_config(&config.defaults);
+                *shared.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live {
+                    config: config.clone(),
+                    probe,
+                    sender,
+                    rules,
+                });
+                shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                shared.replan.notify_one();
+                tracing::info!(stores = config.stores.len(), "configuration reloaded");
+            }
+            Err(e) => {
+                shared
+                    .metrics
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    "configuration reload rejected; the previous configuration keeps running:\n{e:#}"
+                );
+                let live = shared.live();
+                let now = shared.clock.now();
+                let event = daemon_event(&format!("{e:#}"), now);
+                let channels = live.config.defaults.channels.clone();
+                if let Err(e) = shared.state.record_events(&[(event, channels)]) {
+                    tracing::error!("cannot queue the reload alert: {e}");
+                }
+                shared.outbox_kick.notify_one();
+            }
+        }
+    }
+}
+
+/// An alert about storeguard itself (a rejected reload), sent to the default channels.
+fn daemon_event(detail: &str, now: DateTime<Utc>) -> AlertEvent {
+    let first_line = crate::outcome::sanitize(detail.lines().next().unwrap_or(""), 300);
+    let incident = health::incident_id("storeguard", FindingKind::ProtocolError, now);
+    AlertEvent {
+        event_id: health::event_id(&incident, crate::alert::EventKind::Opened, 0),
+        event: crate::alert::EventKind::Opened,
+        incident_id: incident,
+        store_id: "storeguard".into(),
+        store_name: "storeguard".into(),
+        marketplace: Marketplace::Ozon,
+        severity: crate::model::Severity::Warning,
+        finding: FindingKind::ProtocolError,
+        detail: format!(
+            "configuration reload rejected, previous configuration still running: {first_line}"
+        ),
+        opened_at: now,
+        created_at: now,
+        affected: Vec::new(),
+        test: false,
+    }
+}
+
+/// Prunes old history once an hour.
+async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let retention = shared.live().config.daemon.history_retention;
+        let before = shared.clock.now() - chrono::Duration::from_std(retention).unwrap_or_default();
+        match shared.state.prune(before) {
+            Ok(n) if n > 0 => {
+                tracing::info!(rows = n, "pruned login history older than the retention")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot prune history: {e}"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{Facts, Finding};
+
+    #[test]
+    fn backoff_grows_and_resets() {
+        let now = Utc::now();
+        let bad = Outcome::new(
+            "s",
+            Marketplace::Ozon,
+            now,
+            vec![Finding::new(FindingKind::AuthRejected, "x")],
+            Facts::default(),
+        );
+        let b1 = next_backoff(Backoff::default(), &bad, now);
+        assert_eq!(b1.level, 1);
+        assert_eq!(b1.until, Some(now + chrono::Duration::minutes(10)));
+        let b2 = next_backoff(b1, &bad, now);
+        assert_eq!(b2.until, Some(now + chrono::Duration::minutes(20)));
+        let mut b = b2;
+        for _ in 0..10 {
+            b = next_backoff(b, &bad, now);
+        }
+        assert_eq!(b.until, Some(now + chrono::Duration::hours(2)));
+        let ok = Outcome::new("s", Marketplace::Ozon, now, vec![], Facts::default());
+        assert_eq!(next_backoff(b, &ok, now), Backoff::default());
+    }
+
+    #[test]
+    fn retry_delay_is_capped_and_honours_retry_after() {
+        let l = Limits::default();
+        assert_eq!(retry_delay(&l, 0, None), Duration::from_secs(5));
+        assert_eq!(retry_delay(&l, 3, None), Duration::from_secs(40));
+        assert_eq!(retry_delay(&l, 30, None), Duration::from_secs(600));
+        assert_eq!(
+            retry_delay(&l, 0, Some(Duration::from_secs(17))),
+            Duration::from_secs(17)
+        );
+        assert_eq!(
+            retry_delay(&l, 0, Some(Duration::from_secs(999_999_999))),
+            Duration::from_secs(3600)
+        );
+    }
+}
