@@ -2,6 +2,7 @@
 
 mod init;
 pub mod prompt;
+pub mod status;
 mod store;
 mod vault_cmd;
 
@@ -43,6 +44,10 @@ pub enum Command {
     Store(StoreCmd),
     /// Print the current 2FA code of a store's web login
     Otp(OtpArgs),
+    /// Show every store's status, open incidents, last and next check, expiry
+    Status(status::StatusArgs),
+    /// Show a store's login records
+    History(status::HistoryArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +126,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vault(cmd) => vault_cmd::run(&config_path, cmd),
         Command::Store(StoreCmd::Add(args)) => store::add(&config_path, args),
         Command::Otp(args) => otp(&config_path, args),
+        Command::Status(args) => status::status(&config_path, args),
+        Command::History(args) => status::history(&config_path, args),
     }
 }
 

@@ -159,7 +159,7 @@ pub async fn run(
     api_token: Option<secrecy::SecretString>,
     reload: mpsc::UnboundedReceiver<()>,
     shutdown: impl std::future::Future<Output = ()> + Send,
-    ready: impl FnOnce(&Shared) + Send,
+    ready: impl FnOnce(Arc<Shared>) + Send,
 ) -> anyhow::Result<()> {
     let state = Arc::new(State::open(&config.daemon.state_dir)?);
     let (probe, sender) = parts.build(&config)?;
@@ -219,7 +219,7 @@ pub async fn run(
     ));
     tracker.close();
 
-    ready(&shared);
+    ready(shared.clone());
     tracing::info!(
         stores = config.stores.iter().filter(|s| s.enabled).count(),
         channels = config.channels.len(),

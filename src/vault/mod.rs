@@ -632,6 +632,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> 
     if !existed {
         f.as_file()
             .set_permissions(fs::Permissions::from_mode(new_mode))?;
+        // Root writing into a directory owned by the service user (the vault under systemd):
+        // the new file belongs to the directory's owner, so the daemon can still read it.
+        if nix::unistd::geteuid().is_root()
+            && let Some(dir) = path.parent().and_then(|d| fs::metadata(d).ok())
+            && dir.uid() != 0
+        {
+            std::os::unix::fs::fchown(f.as_file(), Some(dir.uid()), Some(dir.gid()))?;
+        }
     }
     f.write_all(bytes)?;
     f.commit()

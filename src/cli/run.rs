@@ -1,0 +1,221 @@
+//! `storeguard run`: the daemon under a terminal or systemd (Type=notify).
+
+use super::load_config;
+use crate::alert::{AlertEvent, ChannelSet, Delivery};
+use crate::clock::{BoxFuture, SystemClock};
+use crate::config::Config;
+use crate::daemon::{self, Parts, Probe, Sender};
+use crate::marketplace::Prober;
+use crate::outcome::Outcome;
+use crate::vault::{EntryId, Identity, Schema, Vault};
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use clap::{Args, ValueEnum};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Log format: auto (compact without timestamps under journald), text, or json
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+/// Sets up tracing on stderr. `STOREGUARD_LOG` (or `RUST_LOG`) filters, default `info`.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("STOREGUARD_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Auto if journald => builder.without_time().compact().with_ansi(false).try_init(),
+        _ => builder.compact().try_init(),
+    };
+}
+
+impl Probe for Prober {
+    fn check<'a>(&'a self, store_id: &'a str, now: DateTime<Utc>) -> BoxFuture<'a, Outcome> {
+        Box::pin(Prober::check(self, store_id, now))
+    }
+}
+
+impl Sender for ChannelSet {
+    fn send<'a>(&'a self, channel: &'a str, event: &'a AlertEvent, now: DateTime<Utc>) -> BoxFuture<'a, Delivery> {
+        Box::pin(ChannelSet::send(self, channel, event, now))
+    }
+}
+
+/// Real prober and channels; the prober is kept across reloads (token caches survive).
+pub struct RealParts {
+    pub vault: Vault,
+    pub identity: Arc<Identity>,
+    prober: Mutex<Option<Arc<Prober>>>,
+}
+
+impl RealParts {
+    pub fn new(vault: Vault, identity: Arc<Identity>) -> Self {
+        RealParts {
+            vault,
+            identity,
+            prober: Mutex::new(None),
+        }
+    }
+}
+
+impl Parts for RealParts {
+    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Probe>, Arc<dyn Sender>)> {
+        let channels = Arc::new(ChannelSet::new(config, &self.vault, &self.identity)?);
+        let mut slot = self.prober.lock().unwrap_or_else(|e| e.into_inner());
+        let prober = match slot.as_ref() {
+            Some(p) => {
+                p.reload(config.clone())?;
+                p.clone()
+            }
+            None => {
+                let p = Arc::new(Prober::new(config.clone(), self.vault.clone(), self.identity.clone())?);
+                *slot = Some(p.clone());
+                p
+            }
+        };
+        Ok((prober, channels))
+    }
+}
+
+/// Every problem that must stop the daemon from starting: unreadable or incomplete vault
+/// entries of enabled stores and of channels.
+pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = vault.recipients() {
+        problems.push(e.to_string());
+    }
+    for s in config.stores.iter().filter(|s| s.enabled) {
+        if let Err(e) = vault.load(&EntryId::store(&s.id), Schema::Store(s.marketplace), identity) {
+            problems.push(e.to_string());
+        }
+    }
+    for c in config.channels.iter().filter(|c| c.kind != crate::model::ChannelKind::Log) {
+        if let Err(e) = vault.load(&EntryId::channel(&c.name), Schema::Channel(c.kind), identity) {
+            problems.push(e.to_string());
+        }
+    }
+    problems
+}
+
+pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let config = Arc::new(load_config(config_path)?);
+    let identity = Arc::new(super::load_identity(&config)?);
+    let vault = Vault::open(&config.daemon.vault_dir)?;
+    let stale = vault.clean_stale_temp_files()?;
+    if stale > 0 {
+        tracing::info!(files = stale, "removed temp files of an interrupted vault write");
+    }
+    let problems = vault_problems(&config, &vault, &identity);
+    if !problems.is_empty() {
+        return Err(anyhow!(
+            "refusing to start: {} vault problem{}:\n{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems.join("\n")
+        ));
+    }
+    let api_token = vault
+        .load(&EntryId::daemon(), Schema::Daemon, &identity)
+        .ok()
+        .and_then(|d| d.get("api_token").cloned());
+    if api_token.is_none() {
+        tracing::warn!("no daemon/api entry in the vault: POST requests to the status API are refused (create one with `storeguard vault put daemon/api`)");
+    }
+    let parts: Arc<dyn Parts> = Arc::new(RealParts::new(vault, identity));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("storeguard")
+        .build()?;
+    rt.block_on(async move {
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        let shutdown = signals(reload_tx)?;
+        daemon::run(
+            config,
+            parts,
+            Arc::new(SystemClock),
+            daemon::Limits::default(),
+            api_token,
+            reload_rx,
+            shutdown,
+            |shared| {
+                notify_ready(&shared);
+                tokio::spawn(watchdog(shared));
+            },
+        )
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM/SIGINT resolve the returned future; SIGHUP asks for a reload.
+fn signals(
+    reload: tokio::sync::mpsc::UnboundedSender<()>,
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading configuration and vault");
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+            if reload.send(()).is_err() {
+                return;
+            }
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        }
+    });
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}
+
+/// READY once everything is loaded; then WATCHDOG pings while the scheduler is alive, and a
+/// STATUS line with counts.
+fn notify_ready(shared: &daemon::Shared) {
+    let statuses = daemon::api::store_statuses(shared, false);
+    let status = daemon::api::summary(&statuses);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+}
+
+/// Pings the watchdog while the scheduler is alive, and refreshes STATUS.
+pub async fn watchdog(shared: Arc<daemon::Shared>) {
+    let every = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let tick = every.unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = shared.clock.now();
+        let statuses = daemon::api::store_statuses(&shared, false);
+        let status = daemon::api::summary(&statuses);
+        if every.is_some() && shared.scheduler_alive(now) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog, sd_notify::NotifyState::Status(&status)]);
+        } else {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]);
+        }
+    }
+}

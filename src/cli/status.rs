@@ -1,0 +1,293 @@
+//! `storeguard status` and `storeguard history`: from the running daemon, else from the state file.
+
+use super::load_config;
+use crate::config::Config;
+use crate::daemon::api::{OpenIncident, StoreStatus};
+use crate::state::State;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print JSON (one object per store) instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Store id
+    pub store: String,
+    /// How far back, e.g. 24h, 7d
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// At most this many records
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The status listener's address as a client reaches it (a wildcard bind is reached on loopback).
+pub fn api_base(config: &Config) -> String {
+    let mut addr = config.daemon.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}")
+}
+
+/// The API token from the vault, when this user can read it.
+pub fn api_token(config: &Config) -> Option<secrecy::SecretString> {
+    let identity = crate::vault::Identity::load(&config.daemon.identity, || None).ok()?;
+    let vault = crate::vault::Vault::open(&config.daemon.vault_dir).ok()?;
+    let doc = vault
+        .load(
+            &crate::vault::EntryId::daemon(),
+            crate::vault::Schema::Daemon,
+            &identity,
+        )
+        .ok()?;
+    doc.get("api_token").cloned()
+}
+
+async fn from_daemon(config: &Config) -> Option<Vec<StoreStatus>> {
+    let client = crate::http::client_builder(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let mut req = client.get(format!("{}/api/v1/stores", api_base(config)));
+    if !config.daemon.listen.ip().is_loopback()
+        && let Some(t) = api_token(config)
+    {
+        req = req.bearer_auth(secrecy::ExposeSecret::expose_secret(&t));
+    }
+    let resp = req.send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let body = crate::http::read_capped(resp, 64 * 1024 * 1024)
+        .await
+        .ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+fn from_state(config: &Config) -> anyhow::Result<Vec<StoreStatus>> {
+    let state = State::open_read_only(&config.daemon.state_dir)?;
+    let rows = state.load_stores()?;
+    Ok(config
+        .stores
+        .iter()
+        .map(|s| {
+            let row = rows.iter().find(|r| r.store_id == s.id);
+            let last = row.and_then(|r| r.last_outcome.as_ref());
+            StoreStatus {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                marketplace: s.marketplace.as_str().to_string(),
+                enabled: s.enabled,
+                status: last.map_or("PENDING".into(), |o| o.status.as_str().into()),
+                findings: last.map(|o| o.findings.clone()).unwrap_or_default(),
+                account: last
+                    .and_then(|o| o.facts.account.clone())
+                    .or_else(|| s.account.clone()),
+                expires_at: last.and_then(|o| o.facts.expires_at),
+                last_check: last.map(|o| o.checked_at),
+                next_check: None,
+                latency_ms: last.map(|o| o.facts.latency_ms),
+                open_incidents: row
+                    .map(|r| {
+                        r.health
+                            .open
+                            .values()
+                            .map(|i| OpenIncident {
+                                incident_id: i.id.clone(),
+                                finding: i.finding.as_str().into(),
+                                severity: i.severity.as_str().into(),
+                                opened_at: i.opened_at,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+fn when(t: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
+    t.map_or("-".into(), |t| {
+        t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+    })
+}
+
+/// Pads to a display width, counting CJK characters as two columns.
+pub fn pad(s: &str, width: usize) -> String {
+    let w: usize = s
+        .chars()
+        .map(|c| {
+            if (c as u32) >= 0x1100 && !c.is_ascii() {
+                2
+            } else {
+                1
+            }
+        })
+        .sum();
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
+pub fn status(config_path: &Path, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (statuses, source) = match rt.block_on(from_daemon(&config)) {
+        Some(s) => (s, "daemon"),
+        None => (from_state(&config)?, "state file (daemon not reachable)"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lang = config.daemon.language;
+    let tz = config.daemon.timezone;
+    let rows: Vec<[String; 7]> = statuses
+        .iter()
+        .map(|s| {
+            let status = if s.status == "PENDING" {
+                "PENDING".to_string()
+            } else {
+                crate::i18n::text(lang, &format!("status.{}", s.status)).to_string()
+            };
+            let incidents = if s.open_incidents.is_empty() {
+                "-".to_string()
+            } else {
+                s.open_incidents
+                    .iter()
+                    .map(|i| crate::i18n::text(lang, &format!("finding.{}", i.finding)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            [
+                s.id.clone(),
+                s.marketplace.clone(),
+                if s.enabled { status } else { "disabled".into() },
+                incidents,
+                when(s.last_check, tz),
+                when(s.next_check, tz),
+                s.expires_at.map_or("-".into(), |e| {
+                    e.with_timezone(&tz).format("%Y-%m-%d").to_string()
+                }),
+            ]
+        })
+        .collect();
+    let headers = [
+        "STORE",
+        "MARKETPLACE",
+        "STATUS",
+        "OPEN INCIDENTS",
+        "LAST CHECK",
+        "NEXT CHECK",
+        "EXPIRES",
+    ];
+    print_table(&headers, &rows);
+    eprintln!("({} stores, from the {source})", statuses.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
+    let width = |s: &str| -> usize {
+        s.chars()
+            .map(|c| {
+                if (c as u32) >= 0x1100 && !c.is_ascii() {
+                    2
+                } else {
+                    1
+                }
+            })
+            .sum()
+    };
+    let mut widths = headers.map(width);
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(width(c));
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(c);
+            } else {
+                out.push_str(&pad(c, widths[i] + 2));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        line(r.to_vec());
+    }
+}
+
+pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    if config.store(&args.store).is_none() {
+        anyhow::bail!(
+            "store `{}` is not in {}\n  help: `storeguard status` lists the stores",
+            args.store,
+            config.path.display()
+        );
+    }
+    let since = crate::duration::parse(&args.since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let state = State::open_read_only(&config.daemon.state_dir)?;
+    let from = Utc::now() - chrono::Duration::from_std(since).context("--since is too large")?;
+    let rows = state.history(&args.store, from, args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lang = config.daemon.language;
+    let tz = config.daemon.timezone;
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.at.with_timezone(&tz)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string(),
+                crate::i18n::text(lang, &format!("status.{}", r.status.as_str())).to_string(),
+                if r.findings.is_empty() {
+                    "-".into()
+                } else {
+                    r.findings
+                        .iter()
+                        .map(|f| crate::i18n::text(lang, &format!("finding.{f}")))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+                format!("{} ms", r.latency_ms),
+                r.egress.clone().unwrap_or_else(|| "-".into()),
+                r.account.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print_table(
+        &["TIME", "STATUS", "FINDINGS", "LATENCY", "EGRESS", "ACCOUNT"],
+        &table,
+    );
+    eprintln!(
+        "({} login records for {} since {})",
+        rows.len(),
+        args.store,
+        crate::duration::format(since)
+    );
+    Ok(ExitCode::SUCCESS)
+}
