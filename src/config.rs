@@ -988,7 +988,9 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
             Marketplace::Ozon => is_loopback_host(&endpoints.ozon),
             Marketplace::Amazon => {
                 is_loopback_host(&endpoints.amazon_token)
-                    && is_loopback_host(endpoints.amazon_region(st.region.unwrap_or(AmazonRegion::Na)))
+                    && is_loopback_host(
+                        endpoints.amazon_region(st.region.unwrap_or(AmazonRegion::Na)),
+                    )
             }
             Marketplace::Alibaba => is_loopback_host(&endpoints.alibaba),
             Marketplace::Aliexpress => is_loopback_host(&endpoints.aliexpress),

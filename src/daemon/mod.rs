@@ -150,17 +150,37 @@ fn next_backoff(prev: Backoff, outcome: &Outcome, now: DateTime<Utc>) -> Backoff
     }
 }
 
+/// How a daemon runs: its clock, limits and API token.
+pub struct Options {
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    pub api_token: Option<secrecy::SecretString>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: Arc::new(crate::clock::SystemClock),
+            limits: Limits::default(),
+            api_token: None,
+        }
+    }
+}
+
 /// Starts everything and runs until `shutdown` resolves.
 pub async fn run(
     config: Arc<Config>,
     parts: Arc<dyn Parts>,
-    clock: Arc<dyn Clock>,
-    limits: Limits,
-    api_token: Option<secrecy::SecretString>,
+    options: Options,
     reload: mpsc::UnboundedReceiver<()>,
     shutdown: impl std::future::Future<Output = ()> + Send,
     ready: impl FnOnce(Arc<Shared>) + Send,
 ) -> anyhow::Result<()> {
+    let Options {
+        clock,
+        limits,
+        api_token,
+    } = options;
     let state = Arc::new(State::open(&config.daemon.state_dir)?);
     let (probe, sender) = parts.build(&config)?;
     let rules = Rules::from_config(&config.defaults);
