@@ -52,23 +52,16 @@ impl Sender for Printer {
             EventKind::Reminder => &self.reminders,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let finding = crate::i18n::text(self.lang, &format!("finding.{}", e.finding.as_str()));
+        let m = crate::alert::render(e, self.lang, self.tz);
         println!(
-            "  ┌─ alert → {channel} · {} · {}",
+            "  ┌─ alert → {channel} · {} · event {}",
             e.event.as_str(),
             e.event_id
         );
-        println!(
-            "  │ [{}] {} ({}): {finding}",
-            e.severity.as_str().to_uppercase(),
-            e.store_name,
-            e.marketplace.display_name()
-        );
-        println!(
-            "  │ {} · since {}",
-            e.detail,
-            e.opened_at.with_timezone(&self.tz).format("%H:%M:%S")
-        );
+        println!("  │ {}", m.title);
+        for line in m.text.lines() {
+            println!("  │ {line}");
+        }
         println!("  └─");
         Box::pin(async { Delivery::Delivered })
     }

@@ -1,7 +1,7 @@
 //! `storeguard run`: the daemon under a terminal or systemd (Type=notify).
 
 use super::load_config;
-use crate::alert::{AlertEvent, Delivery};
+use crate::alert::{AlertEvent, ChannelSet, Delivery};
 use crate::clock::BoxFuture;
 use crate::config::Config;
 use crate::daemon::{self, Parts, Probe, Sender};
@@ -56,24 +56,14 @@ impl Probe for Prober {
     }
 }
 
-/// Interim sender: writes alerts to the log (replaced by the channel set).
-struct ChannelSet;
-
-impl ChannelSet {
-    fn new(_: &Config, _: &Vault, _: &Identity) -> anyhow::Result<Self> {
-        Ok(ChannelSet)
-    }
-}
-
 impl Sender for ChannelSet {
     fn send<'a>(
         &'a self,
         channel: &'a str,
         event: &'a AlertEvent,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> BoxFuture<'a, Delivery> {
-        tracing::info!(channel, store = %event.store_id, event = event.event.as_str(), finding = event.finding.as_str(), "alert");
-        Box::pin(async { Delivery::Delivered })
+        Box::pin(ChannelSet::send(self, channel, event, now))
     }
 }
 
