@@ -794,7 +794,7 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         rd.remind_every.as_ref(),
         Duration::from_secs(6 * 3600),
         "remind_every",
-        Duration::from_secs(60),
+        Duration::from_secs(1),
     );
     let password_max_age = duration_field(
         c,

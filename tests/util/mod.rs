@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 pub use storeguard;
 
+pub mod receiver;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_storeguard");
 
 /// Output with convenient accessors.

@@ -1,0 +1,595 @@
+//! The daemon as it runs in production: the real binary, fake marketplaces and a real webhook
+//! receiver on loopback, signals, sd_notify on a socket the test owns, and promtool.
+
+mod util;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use storeguard::demo::{StoreSpec, World, WorldConfig};
+use storeguard::fake::Scenario;
+use storeguard::model::{ChannelKind, Marketplace};
+use util::receiver::{DOWN, Receiver, SLOW, UP};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    api: String,
+}
+
+impl Daemon {
+    fn start(world: &World, port: u16) -> Daemon {
+        Self::start_env(world, port, &[])
+    }
+
+    fn start_env(world: &World, port: u16, env: &[(&str, String)]) -> Daemon {
+        let log = world.path().join(format!("daemon-{}.log", rand_u64()));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut c = Command::new(util::BIN);
+        c.arg("--config")
+            .arg(&world.config_path)
+            .arg("run")
+            .env("STOREGUARD_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Daemon {
+            child: Some(c.spawn().unwrap()),
+            log,
+            api: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn stores(&self) -> Option<serde_json::Value> {
+        let client = storeguard::http::client_builder(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let resp = client
+            .get(format!("{}/api/v1/stores", self.api))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    async fn store(&self, id: &str) -> Option<serde_json::Value> {
+        let all = self.stores().await?;
+        all.as_array()?.iter().find(|s| s["id"] == id).cloned()
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let client = storeguard::http::client_builder(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let resp = client
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().await.ok()?))
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.as_ref().unwrap().id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut child = self.child.take().unwrap();
+        wait_child(&mut child, Duration::from_secs(20))
+    }
+
+    fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// Polls `cond` until it holds or `limit` passes (then fails with `what`).
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn world(stores: Vec<StoreSpec>, port: u16, receiver: &Receiver, remind: &str) -> World {
+    let wc = WorldConfig {
+        schedule: "* * * * * *".into(),
+        failure_threshold: 1,
+        success_threshold: 1,
+        remind_every: remind.into(),
+        listen: format!("127.0.0.1:{port}"),
+        extra: "[[channel]]\nname = \"hook\"\nkind = \"webhook\"\n".into(),
+        channels: vec!["hook".into()],
+        ..WorldConfig::default()
+    };
+    let w = World::build(stores, wc).await.unwrap();
+    w.put_channel(
+        "hook",
+        ChannelKind::Webhook,
+        &format!("url = \"{}\"\n", receiver.url),
+    )
+    .unwrap();
+    w
+}
+
+fn ozon(id: &str) -> StoreSpec {
+    StoreSpec::new(id, id, Marketplace::Ozon)
+}
+
+async fn wait_checked(d: &Daemon, id: &str) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{id} checked"),
+        || async { d.store(id).await.is_some_and(|s| s["status"] != "PENDING") },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_remind_fix_gives_one_opened_reminders_and_one_resolved() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a"), ozon("ozon-b")], port, &receiver, "3s").await;
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "ozon-b").await;
+    assert!(
+        receiver.delivered().is_empty(),
+        "healthy stores alert nothing"
+    );
+
+    w.set_scenario("ozon-b", Scenario::CompanyBlocked);
+    eventually(Duration::from_secs(20), "opened", || async {
+        receiver.events("ozon-b", "opened").len() == 1
+    })
+    .await;
+    eventually(Duration::from_secs(30), "two reminders", || async {
+        receiver.events("ozon-b", "reminder").len() >= 2
+    })
+    .await;
+    w.set_scenario("ozon-b", Scenario::Healthy);
+    eventually(Duration::from_secs(20), "resolved", || async {
+        receiver.events("ozon-b", "resolved").len() == 1
+    })
+    .await;
+    // A few more checks: nothing more arrives.
+    let before = d.store("ozon-b").await.unwrap()["last_check"].clone();
+    eventually(Duration::from_secs(10), "more checks", || async {
+        d.store("ozon-b")
+            .await
+            .is_some_and(|s| s["last_check"] != before)
+    })
+    .await;
+    let all = receiver.delivered();
+    let opened = receiver.events("ozon-b", "opened");
+    assert_eq!(opened.len(), 1);
+    assert_eq!(receiver.events("ozon-b", "resolved").len(), 1);
+    assert!(receiver.events("ozon-a", "opened").is_empty());
+    let incident = opened[0].field("incident_id");
+    assert!(all.iter().all(|r| r.field("incident_id") == incident));
+    let keys: std::collections::HashSet<_> =
+        all.iter().map(|r| r.idempotency_key.clone()).collect();
+    assert_eq!(keys.len(), all.len(), "every event has its own id");
+    assert!(all.iter().all(|r| r.idempotency_key == r.field("event_id")));
+    assert_eq!(opened[0].field("finding"), "account_blocked");
+    assert_eq!(opened[0].field("severity"), "critical");
+    assert!(!d.log().contains("CANARY"));
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_neither_repeat_opened_nor_lose_resolved() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    w.set_scenario("ozon-a", Scenario::CompanyBlocked);
+    let d = Daemon::start(&w, port);
+    eventually(Duration::from_secs(20), "opened", || async {
+        receiver.events("ozon-a", "opened").len() == 1
+    })
+    .await;
+
+    // Graceful restart.
+    assert!(d.stop().success());
+    let d = Daemon::start(&w, port);
+    let first = d.store("ozon-a").await;
+    eventually(Duration::from_secs(20), "checked after restart", || async {
+        d.store("ozon-a").await.is_some_and(|s| {
+            s["last_check"]
+                != first
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, |f| f["last_check"].clone())
+                && s["status"] == "CRITICAL"
+        })
+    })
+    .await;
+    // Hard kill.
+    d.kill9();
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "ozon-a").await;
+    eventually(Duration::from_secs(10), "a check after kill -9", || async {
+        d.store("ozon-a")
+            .await
+            .is_some_and(|s| s["status"] == "CRITICAL")
+    })
+    .await;
+    assert_eq!(
+        receiver.events("ozon-a", "opened").len(),
+        1,
+        "no duplicate opened after restarts"
+    );
+
+    w.set_scenario("ozon-a", Scenario::Healthy);
+    eventually(
+        Duration::from_secs(20),
+        "resolved after restarts",
+        || async { receiver.events("ozon-a", "resolved").len() == 1 },
+    )
+    .await;
+    assert_eq!(receiver.events("ozon-a", "opened").len(), 1);
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_outage_queues_in_order_and_kill9_redelivers_same_event_id() {
+    let receiver = Receiver::start().await;
+    receiver.set_mode(DOWN, 0);
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a"), ozon("ozon-b")], port, &receiver, "1h").await;
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "ozon-a").await;
+    w.set_scenario("ozon-a", Scenario::CompanyBlocked);
+    w.set_scenario("ozon-b", Scenario::CompanyBlocked);
+    eventually(Duration::from_secs(20), "both opened (queued)", || async {
+        d.store("ozon-a").await.is_some_and(|s| {
+            s["open_incidents"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        }) && d.store("ozon-b").await.is_some_and(|s| {
+            s["open_incidents"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        })
+    })
+    .await;
+    w.set_scenario("ozon-a", Scenario::Healthy);
+    eventually(Duration::from_secs(20), "a resolved (queued)", || async {
+        d.store("ozon-a")
+            .await
+            .is_some_and(|s| s["open_incidents"].as_array().is_some_and(|a| a.is_empty()))
+    })
+    .await;
+    eventually(Duration::from_secs(20), "attempts while down", || async {
+        !receiver.all().is_empty()
+    })
+    .await;
+    assert!(receiver.delivered().is_empty());
+
+    receiver.set_mode(UP, 0);
+    eventually(Duration::from_secs(60), "queue drained", || async {
+        receiver.events("ozon-a", "opened").len() == 1
+            && receiver.events("ozon-a", "resolved").len() == 1
+            && receiver.events("ozon-b", "opened").len() == 1
+    })
+    .await;
+    let order: Vec<String> = receiver
+        .delivered()
+        .iter()
+        .filter(|r| r.field("store_id") == "ozon-a")
+        .map(|r| r.field("event"))
+        .collect();
+    assert_eq!(order, vec!["opened", "resolved"], "per-store order kept");
+
+    // kill -9 while a delivery is in flight: the event comes again with the same id.
+    receiver.set_mode(SLOW, 3000);
+    let before = receiver.all().len();
+    w.set_scenario("ozon-b", Scenario::Healthy);
+    eventually(Duration::from_secs(20), "resolved in flight", || async {
+        receiver.all().len() > before
+    })
+    .await;
+    d.kill9();
+    receiver.set_mode(UP, 0);
+    let d = Daemon::start(&w, port);
+    eventually(Duration::from_secs(60), "redelivered", || async {
+        receiver.events("ozon-b", "resolved").len() >= 2
+    })
+    .await;
+    let copies = receiver.events("ozon-b", "resolved");
+    assert!(
+        copies
+            .iter()
+            .all(|r| r.idempotency_key == copies[0].idempotency_key)
+    );
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rejects_a_broken_config_and_applies_a_good_one() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "ozon-a").await;
+    let good = std::fs::read_to_string(&w.config_path).unwrap();
+
+    std::fs::write(&w.config_path, format!("{good}\n[defaults]\nbogus = 1\n")).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    eventually(Duration::from_secs(10), "reload rejected", || async {
+        d.log().contains("configuration reload rejected")
+    })
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "alert about the rejected reload",
+        || async {
+            receiver
+                .delivered()
+                .iter()
+                .any(|r| r.field("store_id") == "storeguard")
+        },
+    )
+    .await;
+    let last = d.store("ozon-a").await.unwrap()["last_check"].clone();
+    eventually(Duration::from_secs(10), "still checking", || async {
+        d.store("ozon-a")
+            .await
+            .is_some_and(|s| s["last_check"] != last)
+    })
+    .await;
+
+    let with_new = good.replacen(
+        "[[store]]",
+        "[[store]]\nid = \"ozon-new\"\nmarketplace = \"ozon\"\naccount = \"1000000\"\n\n[[store]]",
+        1,
+    );
+    std::fs::write(&w.config_path, with_new).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    eventually(Duration::from_secs(10), "new store listed", || async {
+        d.store("ozon-new").await.is_some()
+    })
+    .await;
+    assert!(d.log().contains("configuration reloaded"));
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sd_notify_ready_after_load_and_watchdog_pings() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    let sock_path = w.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", sock_path.display().to_string()),
+        ("WATCHDOG_USEC", "1000000".to_string()),
+    ];
+    let d = Daemon::start_env(&w, port, &env);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline
+        && !(got.iter().any(|m: &String| m.contains("READY=1"))
+            && got.iter().any(|m| m.contains("WATCHDOG=1")))
+    {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let ready = got
+        .iter()
+        .position(|m| m.contains("READY=1"))
+        .expect("READY sent");
+    let watchdog = got
+        .iter()
+        .position(|m| m.contains("WATCHDOG=1"))
+        .expect("WATCHDOG pinged");
+    assert!(ready < watchdog);
+    assert!(got[ready].contains("STATUS="));
+    // The listener answers once READY was sent.
+    assert_eq!(d.get("/healthz").await.map(|(s, _)| s), Some(200));
+    assert!(d.stop().success());
+    let stopping = {
+        let mut buf = [0u8; 4096];
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut all = String::new();
+        while let Ok(n) = sock.recv(&mut buf) {
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        all
+    };
+    assert!(stopping.contains("STOPPING=1"), "{stopping}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ready_and_a_clear_error_on_a_bad_vault() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    std::fs::write(
+        w.path().join("vault/stores/ozon-a.age"),
+        "-----BEGIN AGE ENCRYPTED FILE-----\ngarbage\n",
+    )
+    .unwrap();
+    let sock_path = w.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut d = Daemon::start_env(
+        &w,
+        port,
+        &[("NOTIFY_SOCKET", sock_path.display().to_string())],
+    );
+    let status = wait_child(d.child.as_mut().unwrap(), Duration::from_secs(20));
+    assert!(!status.success());
+    let log = d.log();
+    assert!(log.contains("refusing to start"), "{log}");
+    assert!(log.contains("store/ozon-a: cannot decrypt"), "{log}");
+    let mut buf = [0u8; 4096];
+    let mut all = String::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        all.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(!all.contains("READY=1"), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_api_needs_the_token_for_post() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(
+        vec![
+            ozon("ozon-a"),
+            StoreSpec::new("amz", "Amazon", Marketplace::Amazon),
+        ],
+        port,
+        &receiver,
+        "1h",
+    )
+    .await;
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "ozon-a").await;
+    wait_checked(&d, "amz").await;
+    let (status, metrics) = d.get("/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("storeguard_store_up{store=\"ozon-a\",marketplace=\"ozon\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("storeguard_outbox_depth "));
+    assert!(!metrics.contains("CANARY"));
+    let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("promtool is needed to validate /metrics: apt-get install -y prometheus");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let client = storeguard::http::client_builder(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let url = format!("{}/api/v1/stores/ozon-a/check", d.api);
+    assert_eq!(
+        client.post(&url).send().await.unwrap().status().as_u16(),
+        401
+    );
+    assert_eq!(
+        client
+            .post(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let token = storeguard::demo::canary("daemon", "api-token");
+    assert_eq!(
+        client
+            .post(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        202
+    );
+    let missing = format!("{}/api/v1/stores/..%2f..%2fetc/check", d.api);
+    assert_eq!(
+        client
+            .post(&missing)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    assert!(d.stop().success());
+}
