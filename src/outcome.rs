@@ -90,10 +90,12 @@ pub enum FindingKind {
     ProtocolError,
     /// The store's vault entry is missing, undecryptable or incomplete.
     VaultUnreadable,
+    /// storeguard itself needs attention (a rejected config reload, a state file it cannot write).
+    DaemonFault,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 12] = [
+    pub const ALL: [FindingKind; 13] = [
         FindingKind::AuthRejected,
         FindingKind::AccountBlocked,
         FindingKind::IdentityMismatch,
@@ -106,6 +108,7 @@ impl FindingKind {
         FindingKind::Unreachable,
         FindingKind::ProtocolError,
         FindingKind::VaultUnreadable,
+        FindingKind::DaemonFault,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +125,7 @@ impl FindingKind {
             FindingKind::Unreachable => "unreachable",
             FindingKind::ProtocolError => "protocol_error",
             FindingKind::VaultUnreadable => "vault_unreadable",
+            FindingKind::DaemonFault => "daemon_fault",
         }
     }
 
@@ -139,7 +143,8 @@ impl FindingKind {
             FindingKind::PermissionMissing
             | FindingKind::CredentialExpiring
             | FindingKind::AccountChanged
-            | FindingKind::Posture => Status::Warning,
+            | FindingKind::Posture
+            | FindingKind::DaemonFault => Status::Warning,
             FindingKind::RateLimited
             | FindingKind::Unreachable
             | FindingKind::ProtocolError

@@ -155,7 +155,12 @@ impl Tone {
 /// Renders `event` in `lang`, with times in `tz`.
 pub fn render(event: &AlertEvent, lang: Language, tz: chrono_tz::Tz) -> Message {
     let t = |key: &str| i18n::text(lang, key);
-    let mp = event.marketplace.display_name();
+    // Alerts about storeguard itself are not about a marketplace.
+    let mp = if event.finding == FindingKind::DaemonFault {
+        "storeguard"
+    } else {
+        event.marketplace.display_name()
+    };
     let finding = t(&format!("finding.{}", event.finding.as_str()));
     let store_name = clean(&event.store_name, 120);
     let store_id = clean(&event.store_id, 80);

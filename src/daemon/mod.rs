@@ -609,16 +609,16 @@ async fn reload_loop(
 /// An alert about storeguard itself (a rejected reload), sent to the default channels.
 fn daemon_event(detail: &str, now: DateTime<Utc>) -> AlertEvent {
     let first_line = crate::outcome::sanitize(detail.lines().next().unwrap_or(""), 300);
-    let incident = health::incident_id("storeguard", FindingKind::ProtocolError, now);
+    let incident = health::incident_id("storeguard", FindingKind::DaemonFault, now);
     AlertEvent {
         event_id: health::event_id(&incident, crate::alert::EventKind::Opened, 0),
         event: crate::alert::EventKind::Opened,
         incident_id: incident,
         store_id: "storeguard".into(),
-        store_name: "storeguard".into(),
+        store_name: "storeguard daemon".into(),
         marketplace: Marketplace::Ozon,
         severity: crate::model::Severity::Warning,
-        finding: FindingKind::ProtocolError,
+        finding: FindingKind::DaemonFault,
         detail: format!(
             "configuration reload rejected, previous configuration still running: {first_line}"
         ),
