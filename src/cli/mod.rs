@@ -1,5 +1,6 @@
 //! Command-line interface: clap definitions and thin command bodies over the library.
 
+mod check;
 mod init;
 pub mod prompt;
 mod store;
@@ -43,6 +44,8 @@ pub enum Command {
     Store(StoreCmd),
     /// Print the current 2FA code of a store's web login
     Otp(OtpArgs),
+    /// Check stores' logins now; exit code = worst status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
+    Check(check::CheckArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vault(cmd) => vault_cmd::run(&config_path, cmd),
         Command::Store(StoreCmd::Add(args)) => store::add(&config_path, args),
         Command::Otp(args) => otp(&config_path, args),
+        Command::Check(args) => check::run(&config_path, args),
     }
 }
 
