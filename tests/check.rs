@@ -408,386 +408,58 @@ async fn every_scenario_maps_to_its_finding_and_status() {
     use Tweak as T;
     let env = Env::new();
     let fakes = Fakes::start().await;
+    #[rustfmt::skip]
     let cases = vec![
         case("ozon-healthy", Ozon, S::Healthy, T::None, None, "OK"),
-        case(
-            "ozon-wrong-key",
-            Ozon,
-            S::Healthy,
-            T::WrongSecret,
-            Some("auth_rejected"),
-            "CRITICAL",
-        ),
-        case(
-            "ozon-deactivated",
-            Ozon,
-            S::DeactivatedKey,
-            T::None,
-            Some("auth_rejected"),
-            "CRITICAL",
-        ),
-        case(
-            "ozon-missing-role",
-            Ozon,
-            S::MissingRole,
-            T::None,
-            Some("permission_missing"),
-            "WARNING",
-        ),
-        case(
-            "ozon-ip-restricted",
-            Ozon,
-            S::IpRestricted,
-            T::None,
-            Some("ip_restricted"),
-            "CRITICAL",
-        ),
-        case(
-            "ozon-company-blocked",
-            Ozon,
-            S::CompanyBlocked,
-            T::None,
-            Some("account_blocked"),
-            "CRITICAL",
-        ),
-        case(
-            "ozon-offer-not-signed",
-            Ozon,
-            S::OfferNotSigned,
-            T::None,
-            Some("account_blocked"),
-            "CRITICAL",
-        ),
-        case(
-            "ozon-expiring",
-            Ozon,
-            S::ExpiringInDays(5),
-            T::None,
-            Some("credential_expiring"),
-            "WARNING",
-        ),
-        case(
-            "ozon-rate-limited",
-            Ozon,
-            S::RateLimited,
-            T::None,
-            Some("rate_limited"),
-            "UNKNOWN",
-        ),
-        case(
-            "ozon-500",
-            Ozon,
-            S::ServerError,
-            T::None,
-            Some("unreachable"),
-            "UNKNOWN",
-        ),
-        case(
-            "ozon-slow",
-            Ozon,
-            S::Slow,
-            T::None,
-            Some("unreachable"),
-            "UNKNOWN",
-        ),
-        case(
-            "ozon-hangs",
-            Ozon,
-            S::Hangs,
-            T::None,
-            Some("unreachable"),
-            "UNKNOWN",
-        ),
-        case(
-            "ozon-endless-body",
-            Ozon,
-            S::EndlessBody,
-            T::None,
-            Some("protocol_error"),
-            "UNKNOWN",
-        ),
-        case(
-            "ozon-invalid-json",
-            Ozon,
-            S::InvalidJson,
-            T::None,
-            Some("protocol_error"),
-            "UNKNOWN",
-        ),
-        case(
-            "ozon-html-200",
-            Ozon,
-            S::Html200,
-            T::None,
-            Some("protocol_error"),
-            "UNKNOWN",
-        ),
-        case(
-            "ozon-redirect",
-            Ozon,
-            fakes.redirect(),
-            T::None,
-            Some("protocol_error"),
-            "UNKNOWN",
-        ),
-        case(
-            "ozon-other-account",
-            Ozon,
-            S::Healthy,
-            T::AccountMismatch,
-            Some("identity_mismatch"),
-            "CRITICAL",
-        ),
-        case(
-            "ozon-weak-web-login",
-            Ozon,
-            S::Healthy,
-            T::Posture,
-            Some("posture"),
-            "WARNING",
-        ),
-        case(
-            "ozon-no-vault-entry",
-            Ozon,
-            S::Healthy,
-            T::NoVault,
-            Some("vault_unreadable"),
-            "UNKNOWN",
-        ),
-        case(
-            "ozon-damaged-entry",
-            Ozon,
-            S::Healthy,
-            T::Garbled,
-            Some("vault_unreadable"),
-            "UNKNOWN",
-        ),
+        case("ozon-wrong-key", Ozon, S::Healthy, T::WrongSecret, Some("auth_rejected"), "CRITICAL"),
+        case("ozon-deactivated", Ozon, S::DeactivatedKey, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("ozon-missing-role", Ozon, S::MissingRole, T::None, Some("permission_missing"), "WARNING"),
+        case("ozon-ip-restricted", Ozon, S::IpRestricted, T::None, Some("ip_restricted"), "CRITICAL"),
+        case("ozon-company-blocked", Ozon, S::CompanyBlocked, T::None, Some("account_blocked"), "CRITICAL"),
+        case("ozon-offer-not-signed", Ozon, S::OfferNotSigned, T::None, Some("account_blocked"), "CRITICAL"),
+        case("ozon-expiring", Ozon, S::ExpiringInDays(5), T::None, Some("credential_expiring"), "WARNING"),
+        case("ozon-rate-limited", Ozon, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
+        case("ozon-500", Ozon, S::ServerError, T::None, Some("unreachable"), "UNKNOWN"),
+        case("ozon-slow", Ozon, S::Slow, T::None, Some("unreachable"), "UNKNOWN"),
+        case("ozon-hangs", Ozon, S::Hangs, T::None, Some("unreachable"), "UNKNOWN"),
+        case("ozon-endless-body", Ozon, S::EndlessBody, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("ozon-invalid-json", Ozon, S::InvalidJson, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("ozon-html-200", Ozon, S::Html200, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("ozon-redirect", Ozon, fakes.redirect(), T::None, Some("protocol_error"), "UNKNOWN"),
+        case("ozon-other-account", Ozon, S::Healthy, T::AccountMismatch, Some("identity_mismatch"), "CRITICAL"),
+        case("ozon-weak-web-login", Ozon, S::Healthy, T::Posture, Some("posture"), "WARNING"),
+        case("ozon-no-vault-entry", Ozon, S::Healthy, T::NoVault, Some("vault_unreadable"), "UNKNOWN"),
+        case("ozon-damaged-entry", Ozon, S::Healthy, T::Garbled, Some("vault_unreadable"), "UNKNOWN"),
         case("amazon-healthy", Amazon, S::Healthy, T::None, None, "OK"),
-        case(
-            "amazon-invalid-grant",
-            Amazon,
-            S::InvalidGrant,
-            T::None,
-            Some("auth_rejected"),
-            "CRITICAL",
-        ),
-        case(
-            "amazon-invalid-client",
-            Amazon,
-            S::InvalidClient,
-            T::None,
-            Some("auth_rejected"),
-            "CRITICAL",
-        ),
-        case(
-            "amazon-expired-token",
-            Amazon,
-            S::ExpiredAccessToken,
-            T::None,
-            None,
-            "OK",
-        ),
-        case(
-            "amazon-missing-role",
-            Amazon,
-            S::MissingRole,
-            T::None,
-            Some("permission_missing"),
-            "WARNING",
-        ),
-        case(
-            "amazon-rate-limited",
-            Amazon,
-            S::RateLimited,
-            T::None,
-            Some("rate_limited"),
-            "UNKNOWN",
-        ),
-        case(
-            "amazon-html-200",
-            Amazon,
-            S::Html200,
-            T::None,
-            Some("protocol_error"),
-            "UNKNOWN",
-        ),
-        case(
-            "amazon-redirect",
-            Amazon,
-            fakes.redirect(),
-            T::None,
-            Some("protocol_error"),
-            "UNKNOWN",
-        ),
-        case(
-            "amazon-secret-age",
-            Amazon,
-            S::Healthy,
-            T::OldClientSecret,
-            Some("credential_expiring"),
-            "WARNING",
-        ),
-        case(
-            "amazon-marketplace-gone",
-            Amazon,
-            S::Healthy,
-            T::MissingMarketplace,
-            Some("identity_mismatch"),
-            "CRITICAL",
-        ),
+        case("amazon-invalid-grant", Amazon, S::InvalidGrant, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("amazon-invalid-client", Amazon, S::InvalidClient, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("amazon-expired-token", Amazon, S::ExpiredAccessToken, T::None, None, "OK"),
+        case("amazon-missing-role", Amazon, S::MissingRole, T::None, Some("permission_missing"), "WARNING"),
+        case("amazon-rate-limited", Amazon, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
+        case("amazon-html-200", Amazon, S::Html200, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("amazon-redirect", Amazon, fakes.redirect(), T::None, Some("protocol_error"), "UNKNOWN"),
+        case("amazon-secret-age", Amazon, S::Healthy, T::OldClientSecret, Some("credential_expiring"), "WARNING"),
+        case("amazon-marketplace-gone", Amazon, S::Healthy, T::MissingMarketplace, Some("identity_mismatch"), "CRITICAL"),
         case("alibaba-healthy", Alibaba, S::Healthy, T::None, None, "OK"),
-        case(
-            "alibaba-token-refreshed",
-            Alibaba,
-            S::IllegalAccessTokenThenRefresh,
-            T::None,
-            None,
-            "OK",
-        ),
-        case(
-            "alibaba-near-expiry",
-            Alibaba,
-            S::Healthy,
-            T::AccessNearExpiry,
-            None,
-            "OK",
-        ),
-        case(
-            "alibaba-refresh-refused",
-            Alibaba,
-            S::IllegalRefreshToken,
-            T::None,
-            Some("auth_rejected"),
-            "CRITICAL",
-        ),
-        case(
-            "alibaba-bad-signature",
-            Alibaba,
-            S::IncompleteSignature,
-            T::None,
-            Some("auth_rejected"),
-            "CRITICAL",
-        ),
-        case(
-            "alibaba-wrong-secret",
-            Alibaba,
-            S::Healthy,
-            T::WrongSecret,
-            Some("auth_rejected"),
-            "CRITICAL",
-        ),
-        case(
-            "alibaba-other-seller",
-            Alibaba,
-            S::SellerMismatch("2299999".into()),
-            T::None,
-            Some("identity_mismatch"),
-            "CRITICAL",
-        ),
-        case(
-            "alibaba-ip-restricted",
-            Alibaba,
-            S::IpRestricted,
-            T::None,
-            Some("ip_restricted"),
-            "CRITICAL",
-        ),
-        case(
-            "alibaba-refresh-expiring",
-            Alibaba,
-            S::Healthy,
-            T::RefreshExpiring,
-            Some("credential_expiring"),
-            "WARNING",
-        ),
-        case(
-            "aliexpress-healthy",
-            Aliexpress,
-            S::Healthy,
-            T::None,
-            None,
-            "OK",
-        ),
-        case(
-            "aliexpress-token-refreshed",
-            Aliexpress,
-            S::IllegalAccessTokenThenRefresh,
-            T::None,
-            None,
-            "OK",
-        ),
-        case(
-            "aliexpress-refresh-refused",
-            Aliexpress,
-            S::IllegalRefreshToken,
-            T::None,
-            Some("auth_rejected"),
-            "CRITICAL",
-        ),
-        case(
-            "aliexpress-bad-signature",
-            Aliexpress,
-            S::IncompleteSignature,
-            T::None,
-            Some("auth_rejected"),
-            "CRITICAL",
-        ),
-        case(
-            "aliexpress-other-seller",
-            Aliexpress,
-            S::SellerMismatch("2299999".into()),
-            T::None,
-            Some("identity_mismatch"),
-            "CRITICAL",
-        ),
-        case(
-            "aliexpress-suspended",
-            Aliexpress,
-            S::CompanyBlocked,
-            T::None,
-            Some("account_blocked"),
-            "CRITICAL",
-        ),
-        case(
-            "aliexpress-missing-api",
-            Aliexpress,
-            S::MissingRole,
-            T::None,
-            Some("permission_missing"),
-            "WARNING",
-        ),
-        case(
-            "aliexpress-rate-limited",
-            Aliexpress,
-            S::RateLimited,
-            T::None,
-            Some("rate_limited"),
-            "UNKNOWN",
-        ),
-        case(
-            "aliexpress-hangs",
-            Aliexpress,
-            S::Hangs,
-            T::None,
-            Some("unreachable"),
-            "UNKNOWN",
-        ),
-        case(
-            "aliexpress-endless-body",
-            Aliexpress,
-            S::EndlessBody,
-            T::None,
-            Some("protocol_error"),
-            "UNKNOWN",
-        ),
-        case(
-            "aliexpress-disabled",
-            Aliexpress,
-            S::Healthy,
-            T::Disabled,
-            None,
-            "OK",
-        ),
+        case("alibaba-token-refreshed", Alibaba, S::IllegalAccessTokenThenRefresh, T::None, None, "OK"),
+        case("alibaba-near-expiry", Alibaba, S::Healthy, T::AccessNearExpiry, None, "OK"),
+        case("alibaba-refresh-refused", Alibaba, S::IllegalRefreshToken, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("alibaba-bad-signature", Alibaba, S::IncompleteSignature, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("alibaba-wrong-secret", Alibaba, S::Healthy, T::WrongSecret, Some("auth_rejected"), "CRITICAL"),
+        case("alibaba-other-seller", Alibaba, S::SellerMismatch("2299999".into()), T::None, Some("identity_mismatch"), "CRITICAL"),
+        case("alibaba-ip-restricted", Alibaba, S::IpRestricted, T::None, Some("ip_restricted"), "CRITICAL"),
+        case("alibaba-refresh-expiring", Alibaba, S::Healthy, T::RefreshExpiring, Some("credential_expiring"), "WARNING"),
+        case("aliexpress-healthy", Aliexpress, S::Healthy, T::None, None, "OK"),
+        case("aliexpress-token-refreshed", Aliexpress, S::IllegalAccessTokenThenRefresh, T::None, None, "OK"),
+        case("aliexpress-refresh-refused", Aliexpress, S::IllegalRefreshToken, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("aliexpress-bad-signature", Aliexpress, S::IncompleteSignature, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("aliexpress-other-seller", Aliexpress, S::SellerMismatch("2299999".into()), T::None, Some("identity_mismatch"), "CRITICAL"),
+        case("aliexpress-suspended", Aliexpress, S::CompanyBlocked, T::None, Some("account_blocked"), "CRITICAL"),
+        case("aliexpress-missing-api", Aliexpress, S::MissingRole, T::None, Some("permission_missing"), "WARNING"),
+        case("aliexpress-rate-limited", Aliexpress, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
+        case("aliexpress-hangs", Aliexpress, S::Hangs, T::None, Some("unreachable"), "UNKNOWN"),
+        case("aliexpress-endless-body", Aliexpress, S::EndlessBody, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("aliexpress-disabled", Aliexpress, S::Healthy, T::Disabled, None, "OK"),
     ];
     let mut stores = String::new();
     let mut creds = BTreeMap::new();
@@ -810,7 +482,7 @@ async fn every_scenario_maps_to_its_finding_and_status() {
         "disabled stores are skipped by default"
     );
 
-    println!("{:<28} {:<20} {}", "scenario", "finding", "status");
+    println!("{:<28} {:<20} status", "scenario", "finding");
     for c in cases.iter().filter(|c| c.tweak != Tweak::Disabled) {
         let r = row(&rows, c.id);
         let got = kinds(r);
@@ -830,7 +502,7 @@ async fn every_scenario_maps_to_its_finding_and_status() {
             Some(k) => assert!(got.iter().any(|g| g == k), "{}: want {k}: {r:#}", c.id),
         }
         // Every hostile answer is classified within the timeout, never left hanging.
-        assert!(r["latency_ms"].as_u64().unwrap() < 4_000, "{}: {r:#}", c.id);
+        assert!(r["latency_ms"].as_u64().unwrap() < 3_000, "{}: {r:#}", c.id);
         assert_eq!(r["marketplace"], c.marketplace.as_str());
         assert_eq!(r["egress"], "direct");
     }
@@ -963,23 +635,10 @@ async fn every_scenario_maps_to_its_finding_and_status() {
 async fn table_in_the_configured_language() {
     let env = Env::new();
     let fakes = Fakes::start().await;
+    #[rustfmt::skip]
     let cases = [
-        case(
-            "ozon-main",
-            Marketplace::Ozon,
-            Scenario::Healthy,
-            Tweak::None,
-            None,
-            "OK",
-        ),
-        case(
-            "ozon-blocked",
-            Marketplace::Ozon,
-            Scenario::CompanyBlocked,
-            Tweak::None,
-            Some("account_blocked"),
-            "CRITICAL",
-        ),
+        case("ozon-main", Marketplace::Ozon, Scenario::Healthy, Tweak::None, None, "OK"),
+        case("ozon-blocked", Marketplace::Ozon, Scenario::CompanyBlocked, Tweak::None, Some("account_blocked"), "CRITICAL"),
     ];
     let mut stores = String::new();
     for (i, c) in cases.iter().enumerate() {
@@ -988,6 +647,7 @@ async fn table_in_the_configured_language() {
     }
     env.write_config("zh-CN", "5s", &fakes.endpoints(), &stores);
     let zh = env.run(&[]).await;
+    println!("{}", zh.stdout);
     assert_eq!(zh.code, 2);
     for word in [
         "店铺",
@@ -1003,6 +663,7 @@ async fn table_in_the_configured_language() {
     }
     env.write_config("en", "5s", &fakes.endpoints(), &stores);
     let en = env.run(&[]).await;
+    println!("{}", en.stdout);
     let header = en.stdout.lines().next().unwrap();
     assert_eq!(
         header.split_whitespace().collect::<Vec<_>>(),
@@ -1149,10 +810,13 @@ async fn killed_during_refresh_the_vault_holds_old_or_new_tokens() {
     let old_refresh = "CANARY-iop-refresh-7-initial";
     let fake = &fakes.aliexpress;
     // Durability check from inside the fake: the token in use must already be in the vault.
+    let observed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     {
         let vault = env.vault.clone();
         let identity = env.identity.clone();
+        let observed = observed.clone();
         fake.set_token_observer(Arc::new(move |_app, token| {
+            observed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             vault
                 .load(
                     &EntryId::store("aliexpress-kill"),
@@ -1224,4 +888,122 @@ async fn killed_during_refresh_the_vault_holds_old_or_new_tokens() {
         "kills landed on both sides of the write"
     );
     assert!(took < Duration::from_secs(60));
+}
+
+fn prober(env: &Env) -> storeguard::marketplace::Prober {
+    let config = storeguard::config::Config::load(&env.config_path()).unwrap();
+    storeguard::marketplace::Prober::new(Arc::new(config), env.vault.clone(), env.identity.clone())
+        .unwrap()
+}
+
+/// The library API the daemon uses: memory between checks, one refresh in flight per store,
+/// the timeout, and reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prober_keeps_per_store_memory_and_survives_reload() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<storeguard::marketplace::Prober>();
+    let env = Env::new();
+    let fakes = Fakes::start().await;
+    #[rustfmt::skip]
+    let cases = [
+        case("ozon-main", Marketplace::Ozon, Scenario::Healthy, Tweak::None, None, "OK"),
+        case("amazon-us", Marketplace::Amazon, Scenario::Healthy, Tweak::None, None, "OK"),
+        case("aliexpress-main", Marketplace::Aliexpress, Scenario::IllegalAccessTokenThenRefresh, Tweak::None, None, "OK"),
+        case("ozon-stuck", Marketplace::Ozon, Scenario::Hangs, Tweak::None, Some("unreachable"), "UNKNOWN"),
+    ];
+    let mut stores = String::new();
+    let mut creds = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let mut cr = set_up(&env, &fakes, i, c);
+        if c.id == "ozon-stuck" {
+            cr.store_extra.push_str("timeout = \"1s\"\n");
+        }
+        stores.push_str(&store_toml(c, &cr.store_extra));
+        creds.push(cr);
+    }
+    env.write_config("en", "5s", &fakes.endpoints(), &stores);
+    let prober = Arc::new(prober(&env));
+    let now = chrono::Utc::now();
+
+    // Amazon: concurrent checks share one LWA exchange; the token is cached.
+    let checks: Vec<_> = (0..4)
+        .map(|_| {
+            let p = prober.clone();
+            tokio::spawn(async move { p.check("amazon-us", now).await })
+        })
+        .collect();
+    for c in checks {
+        assert_eq!(c.await.unwrap().status, storeguard::outcome::Status::Ok);
+    }
+    let rt = "Atzr|CANARY-amz-refresh-1";
+    assert_eq!(fakes.amazon.token_requests_for(rt).len(), 1);
+    assert_eq!(fakes.amazon.api_requests_for(rt).len(), 4);
+
+    // IOP: concurrent checks that all find the access token refused refresh once.
+    let checks: Vec<_> = (0..3)
+        .map(|_| {
+            let p = prober.clone();
+            tokio::spawn(async move { p.check("aliexpress-main", now).await })
+        })
+        .collect();
+    for c in checks {
+        let o = c.await.unwrap();
+        assert_eq!(o.status, storeguard::outcome::Status::Ok, "{o:?}");
+        assert_eq!(o.facts.account.as_deref(), Some(creds[2].account.as_str()));
+    }
+    assert_eq!(fakes.aliexpress.issued("500002").len(), 1);
+
+    // Ozon: /v1/seller/info at most once a day; the premium tier is remembered in between.
+    let info = || {
+        fakes
+            .ozon
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/v1/seller/info")
+            .count()
+    };
+    for (hours, calls) in [(0, 1), (1, 1), (23, 1), (25, 2)] {
+        let o = prober
+            .check("ozon-main", now + chrono::Duration::hours(hours))
+            .await;
+        assert_eq!(o.facts.premium.as_deref(), Some("PREMIUM_PLUS"));
+        assert_eq!(info(), calls, "after {hours} h");
+    }
+
+    // A server that never answers: the check ends at the store's timeout.
+    let started = Instant::now();
+    let o = prober.check("ozon-stuck", now).await;
+    let took = started.elapsed();
+    assert!(
+        o.has(storeguard::outcome::FindingKind::Unreachable),
+        "{o:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1_500),
+        "{took:?}"
+    );
+
+    // Reload: a damaged entry turns that store UNKNOWN; the others keep working, and the
+    // Amazon token cache survives (its entry did not change).
+    let path = env.vault.path_of(&EntryId::store("ozon-main"));
+    std::fs::write(&path, b"-----BEGIN AGE ENCRYPTED FILE-----\ngarbage\n").unwrap();
+    let config = storeguard::config::Config::load(&env.config_path()).unwrap();
+    prober.reload(Arc::new(config)).unwrap();
+    let o = prober.check("ozon-main", now).await;
+    assert!(
+        o.has(storeguard::outcome::FindingKind::VaultUnreadable),
+        "{o:?}"
+    );
+    assert_eq!(o.status, storeguard::outcome::Status::Unknown);
+    assert!(!format!("{o:?}").contains("CANARY"));
+    let o = prober.check("amazon-us", now).await;
+    assert_eq!(o.status, storeguard::outcome::Status::Ok);
+    assert_eq!(fakes.amazon.token_requests_for(rt).len(), 1);
+    // The refreshed IOP tokens were read back from the vault on reload.
+    let o = prober.check("aliexpress-main", now).await;
+    assert_eq!(o.status, storeguard::outcome::Status::Ok);
+    assert_eq!(fakes.aliexpress.issued("500002").len(), 1);
+    // A store that is not configured.
+    let o = prober.check("nope", now).await;
+    assert!(o.has(storeguard::outcome::FindingKind::VaultUnreadable));
 }

@@ -215,9 +215,9 @@ async fn handle(
         rec.problem("sign_method is not sha256");
     }
     let now_ms = chrono::Utc::now().timestamp_millis();
-    if !get("timestamp")
+    if get("timestamp")
         .and_then(|t| t.parse::<i64>().ok())
-        .is_some_and(|t| (now_ms - t).abs() <= 7_200_000)
+        .is_none_or(|t| (now_ms - t).abs() > 7_200_000)
     {
         rec.problem("timestamp missing or more than 7,200 s off");
     }

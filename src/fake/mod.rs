@@ -104,8 +104,9 @@ impl Default for Options {
     }
 }
 
-/// One request as a fake received it, with the problems the fake found in it.
-#[derive(Clone, Debug)]
+/// One request as a fake received it, with the problems the fake found in it. Its headers and
+/// body hold credentials, so `Debug` shows only names.
+#[derive(Clone)]
 pub struct Recorded {
     pub method: String,
     pub path: String,
@@ -115,6 +116,25 @@ pub struct Recorded {
     pub body: String,
     /// Ways the request broke the marketplace's contract (empty = well formed).
     pub problems: Vec<String>,
+}
+
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("body_bytes", &self.body.len())
+            .field("problems", &self.problems)
+            .finish()
+    }
 }
 
 impl Recorded {
