@@ -88,6 +88,11 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let timezone = config.daemon.timezone;
+    // Only the selected stores' vault entries are decrypted.
+    let mut config = config;
+    config
+        .stores
+        .retain(|s| selected.iter().any(|x| x.id == s.id));
     let prober = {
         let _guard = runtime.enter();
         match Prober::new(Arc::new(config), vault, Arc::new(identity)) {
