@@ -101,33 +101,34 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let now = Utc::now();
-    let outcomes: Vec<Outcome> = runtime.block_on(async {
-        futures_util::stream::iter(selected.iter().map(|s| {
+    // Unordered, so one slow store never holds back the next ones; the order is restored after.
+    let mut done: Vec<(usize, Outcome)> = runtime.block_on(
+        futures_util::stream::iter(selected.iter().enumerate().map(|(i, s)| {
             let prober = prober.clone();
-            let id = s.id.clone();
-            tokio::spawn(async move { prober.check(&id, now).await })
+            let store = s.clone();
+            async move {
+                let id = store.id.clone();
+                let handle = tokio::spawn(async move { prober.check(&id, now).await });
+                let outcome = handle.await.unwrap_or_else(|_| {
+                    Outcome::new(
+                        &store.id,
+                        store.marketplace,
+                        now,
+                        vec![Finding::new(
+                            crate::outcome::FindingKind::ProtocolError,
+                            "the check stopped unexpectedly",
+                        )],
+                        Default::default(),
+                    )
+                });
+                (i, outcome)
+            }
         }))
-        .buffered(CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .zip(&selected)
-        .map(|(r, store)| {
-            r.unwrap_or_else(|_| {
-                Outcome::new(
-                    &store.id,
-                    store.marketplace,
-                    now,
-                    vec![Finding::new(
-                        crate::outcome::FindingKind::ProtocolError,
-                        "the check stopped unexpectedly",
-                    )],
-                    Default::default(),
-                )
-            })
-        })
-        .collect()
-    });
+        .buffer_unordered(CONCURRENCY)
+        .collect(),
+    );
+    done.sort_by_key(|(i, _)| *i);
+    let outcomes: Vec<Outcome> = done.into_iter().map(|(_, o)| o).collect();
     // Do not wait for probes still parked on hostile servers (they are past their timeout).
     runtime.shutdown_background();
 
