@@ -1007,3 +1007,59 @@ async fn prober_keeps_per_store_memory_and_survives_reload() {
     let o = prober.check("nope", now).await;
     assert!(o.has(storeguard::outcome::FindingKind::VaultUnreadable));
 }
+
+/// The fakes hold 10,000 stores cheaply, add the injected latency, and cap their journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fakes_hold_ten_thousand_stores() {
+    use futures_util::StreamExt;
+    let ozon = OzonFake::start(Options {
+        latency: Duration::from_millis(20),
+        record_limit: 1_000,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    for i in 0..10_000u32 {
+        ozon.add_account(
+            &format!("{}", 1_000_000 + i),
+            &format!("CANARY-bulk-{i}"),
+            Scenario::Healthy,
+        );
+    }
+    let client = storeguard::http::client_builder(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let url = ozon.url().join("/v1/roles").unwrap();
+    let started = Instant::now();
+    let statuses: Vec<u16> = futures_util::stream::iter(0..2_000u32)
+        .map(|i| {
+            let req = client
+                .post(url.clone())
+                .header("Client-Id", format!("{}", 1_000_000 + i * 5))
+                .header("Api-Key", format!("CANARY-bulk-{}", i * 5))
+                .json(&serde_json::json!({}));
+            async move { req.send().await.unwrap().status().as_u16() }
+        })
+        .buffer_unordered(200)
+        .collect()
+        .await;
+    let took = started.elapsed();
+    assert!(statuses.iter().all(|s| *s == 200));
+    // 2,000 requests, 200 at a time, 20 ms each: about 10 rounds of latency.
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(ozon.requests().len(), 1_000);
+    assert!(ozon.requests().iter().all(|r| r.problems.is_empty()));
+    // A scenario changes while the server runs.
+    assert!(ozon.set_scenario("1000005", Scenario::DeactivatedKey));
+    let r = client
+        .post(url)
+        .header("Client-Id", "1000005")
+        .header("Api-Key", "CANARY-bulk-5")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}
