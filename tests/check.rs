@@ -896,6 +896,26 @@ fn prober(env: &Env) -> storeguard::marketplace::Prober {
         .unwrap()
 }
 
+/// `n` checks of one store at the same time.
+async fn concurrently(
+    prober: &Arc<storeguard::marketplace::Prober>,
+    id: &'static str,
+    n: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<storeguard::outcome::Outcome> {
+    let checks: Vec<_> = (0..n)
+        .map(|_| {
+            let p = prober.clone();
+            tokio::spawn(async move { p.check(id, now).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for c in checks {
+        out.push(c.await.unwrap());
+    }
+    out
+}
+
 /// The library API the daemon uses: memory between checks, one refresh in flight per store,
 /// the timeout, and reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -926,28 +946,15 @@ async fn prober_keeps_per_store_memory_and_survives_reload() {
     let now = chrono::Utc::now();
 
     // Amazon: concurrent checks share one LWA exchange; the token is cached.
-    let checks: Vec<_> = (0..4)
-        .map(|_| {
-            let p = prober.clone();
-            tokio::spawn(async move { p.check("amazon-us", now).await })
-        })
-        .collect();
-    for c in checks {
-        assert_eq!(c.await.unwrap().status, storeguard::outcome::Status::Ok);
+    for o in concurrently(&prober, "amazon-us", 4, now).await {
+        assert_eq!(o.status, storeguard::outcome::Status::Ok, "{o:?}");
     }
     let rt = "Atzr|CANARY-amz-refresh-1";
     assert_eq!(fakes.amazon.token_requests_for(rt).len(), 1);
     assert_eq!(fakes.amazon.api_requests_for(rt).len(), 4);
 
     // IOP: concurrent checks that all find the access token refused refresh once.
-    let checks: Vec<_> = (0..3)
-        .map(|_| {
-            let p = prober.clone();
-            tokio::spawn(async move { p.check("aliexpress-main", now).await })
-        })
-        .collect();
-    for c in checks {
-        let o = c.await.unwrap();
+    for o in concurrently(&prober, "aliexpress-main", 3, now).await {
         assert_eq!(o.status, storeguard::outcome::Status::Ok, "{o:?}");
         assert_eq!(o.facts.account.as_deref(), Some(creds[2].account.as_str()));
     }
