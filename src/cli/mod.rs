@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and thin command bodies over the library.
 
 mod demo;
+mod check;
 mod init;
 pub mod prompt;
 pub mod run;
@@ -54,6 +55,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Show a store's login records
     History(status::HistoryArgs),
+    /// Check stores' logins now; exit code = worst status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
+    Check(check::CheckArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&config_path, args),
         Command::Status(args) => status::status(&config_path, args),
         Command::History(args) => status::history(&config_path, args),
+        Command::Check(args) => check::run(&config_path, args),
     }
 }
 

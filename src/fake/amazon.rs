@@ -1,7 +1,9 @@
 //! Fake Amazon: the LWA token endpoint (`POST /auth/o2/token`) and the Selling Partner API
 //! (`GET /sellers/v1/marketplaceParticipations`) on one server; scenarios keyed by refresh token.
 
-use super::{Common, Options, Recorded, Scenario, Server, hostile, json, with_retry_after};
+use super::{
+    Accounts, Common, Options, Recorded, Scenario, Server, hostile, json, with_retry_after,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -22,15 +24,16 @@ pub struct AmazonAccount {
     pub store_name: Option<String>,
 }
 
+#[derive(Clone)]
 struct Account {
     account: AmazonAccount,
-    scenario: Scenario,
+    /// Access tokens issued so far.
     issued: u32,
 }
 
 struct Inner {
     common: Common,
-    accounts: RwLock<HashMap<String, Account>>,
+    accounts: Accounts<Account>,
     /// access token → (refresh token, issue number for that account, 1-based)
     tokens: RwLock<HashMap<String, (String, u32)>>,
     counter: std::sync::atomic::AtomicU64,
@@ -46,7 +49,7 @@ impl AmazonFake {
     pub async fn start(options: Options) -> std::io::Result<AmazonFake> {
         let inner = Arc::new(Inner {
             common: Common::new(options),
-            accounts: RwLock::new(HashMap::new()),
+            accounts: Accounts::new(),
             tokens: RwLock::new(HashMap::new()),
             counter: std::sync::atomic::AtomicU64::new(0),
         });
@@ -69,34 +72,14 @@ impl AmazonFake {
     }
 
     pub fn add_account(&self, account: AmazonAccount, scenario: Scenario) {
+        let key = account.refresh_token.clone();
         self.inner
             .accounts
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                account.refresh_token.clone(),
-                Account {
-                    account,
-                    scenario,
-                    issued: 0,
-                },
-            );
+            .insert(&key, Account { account, issued: 0 }, scenario);
     }
 
     pub fn set_scenario(&self, refresh_token: &str, scenario: Scenario) -> bool {
-        match self
-            .inner
-            .accounts
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(refresh_token)
-        {
-            Some(a) => {
-                a.scenario = scenario;
-                true
-            }
-            None => false,
-        }
+        self.inner.accounts.set_scenario(refresh_token, scenario)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -129,10 +112,7 @@ impl AmazonFake {
     }
 
     pub fn endless_bytes_sent(&self) -> u64 {
-        self.inner
-            .common
-            .endless_sent
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.common.endless_bytes_sent()
     }
 }
 
@@ -182,15 +162,14 @@ fn token(inner: &Inner, mut rec: Recorded, method: Method) -> Response {
     let client_secret = rec.param("client_secret").unwrap_or_default();
     inner.common.journal.push(rec);
 
-    let mut accounts = inner.accounts.write().unwrap_or_else(|e| e.into_inner());
-    let Some(acct) = accounts.get_mut(&refresh) else {
+    let Some((acct, scenario)) = inner.accounts.get(&refresh) else {
         return lwa_error(
             400,
             "invalid_grant",
             "The request has an invalid grant parameter : refresh_token",
         );
     };
-    match acct.scenario {
+    match scenario {
         Scenario::InvalidGrant => {
             return lwa_error(
                 400,
@@ -206,7 +185,13 @@ fn token(inner: &Inner, mut rec: Recorded, method: Method) -> Response {
     if acct.account.client_id != client_id || acct.account.client_secret != client_secret {
         return lwa_error(401, "invalid_client", "Client authentication failed");
     }
-    acct.issued += 1;
+    let issued = inner
+        .accounts
+        .update(&refresh, |a| {
+            a.issued += 1;
+            a.issued
+        })
+        .unwrap_or(1);
     let n = inner
         .counter
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -215,7 +200,7 @@ fn token(inner: &Inner, mut rec: Recorded, method: Method) -> Response {
         .tokens
         .write()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(access.clone(), (refresh.clone(), acct.issued));
+        .insert(access.clone(), (refresh.clone(), issued));
     json(
         200,
         json!({"access_token": access, "token_type": "bearer", "expires_in": 3600, "refresh_token": refresh}),
@@ -278,13 +263,7 @@ async fn api(inner: &Inner, mut rec: Recorded, method: Method) -> Response {
             "The access token you provided is revoked, malformed or invalid.",
         );
     };
-    let Some((account, scenario)) = inner
-        .accounts
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&refresh)
-        .map(|a| (a.account.clone(), a.scenario.clone()))
-    else {
+    let Some((Account { account, .. }, scenario)) = inner.accounts.get(&refresh) else {
         return sp_error(
             403,
             "Unauthorized",

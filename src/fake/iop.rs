@@ -7,7 +7,7 @@
 //! them is used, an optional observer is asked whether it was already durable (a test decrypts
 //! the vault there), and a "no" is recorded as a violation.
 
-use super::{Common, Options, Recorded, Scenario, Server, hostile, json};
+use super::{Accounts, Common, Options, Recorded, Scenario, Server, hostile, json};
 use crate::marketplace::iop::sign;
 use axum::Router;
 use axum::body::Bytes;
@@ -15,7 +15,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::json;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Which marketplace the gateway plays.
@@ -40,9 +39,9 @@ pub struct IopAccount {
 /// Called with (app key, access token) when a token the fake issued is used.
 pub type TokenObserver = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
+#[derive(Clone)]
 struct App {
     account: IopAccount,
-    scenario: Scenario,
     /// (access, refresh) pairs issued by refreshes, oldest first.
     issued: Vec<(String, String)>,
 }
@@ -50,7 +49,7 @@ struct App {
 struct Inner {
     kind: IopKind,
     common: Common,
-    apps: RwLock<HashMap<String, App>>,
+    apps: Accounts<App>,
     observer: RwLock<Option<TokenObserver>>,
     violations: Mutex<Vec<String>>,
 }
@@ -66,7 +65,7 @@ impl IopFake {
         let inner = Arc::new(Inner {
             kind,
             common: Common::new(options),
-            apps: RwLock::new(HashMap::new()),
+            apps: Accounts::new(),
             observer: RwLock::new(None),
             violations: Mutex::new(Vec::new()),
         });
@@ -81,44 +80,24 @@ impl IopFake {
     }
 
     pub fn add_account(&self, account: IopAccount, scenario: Scenario) {
-        self.inner
-            .apps
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                account.app_key.clone(),
-                App {
-                    account,
-                    scenario,
-                    issued: Vec::new(),
-                },
-            );
+        let key = account.app_key.clone();
+        let app = App {
+            account,
+            issued: Vec::new(),
+        };
+        self.inner.apps.insert(&key, app, scenario);
     }
 
     pub fn set_scenario(&self, app_key: &str, scenario: Scenario) -> bool {
-        match self
-            .inner
-            .apps
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(app_key)
-        {
-            Some(a) => {
-                a.scenario = scenario;
-                true
-            }
-            None => false,
-        }
+        self.inner.apps.set_scenario(app_key, scenario)
     }
 
     /// The (access, refresh) token pairs issued to this app, oldest first.
     pub fn issued(&self, app_key: &str) -> Vec<(String, String)> {
         self.inner
             .apps
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
             .get(app_key)
-            .map(|a| a.issued.clone())
+            .map(|(a, _)| a.issued)
             .unwrap_or_default()
     }
 
@@ -162,10 +141,7 @@ impl IopFake {
     }
 
     pub fn endless_bytes_sent(&self) -> u64 {
-        self.inner
-            .common
-            .endless_sent
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.common.endless_bytes_sent()
     }
 }
 
@@ -224,10 +200,8 @@ async fn handle(
     let app_key = get("app_key").unwrap_or_default();
     let app = inner
         .apps
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
         .get(&app_key)
-        .map(|a| (a.account.clone(), a.scenario.clone(), a.issued.clone()));
+        .map(|(a, scenario)| (a.account, scenario, a.issued));
     let mut signature_ok = false;
     if let Some((account, _, _)) = &app {
         let pairs: Vec<(&str, &str)> = params
@@ -332,15 +306,18 @@ fn refresh(
             "The specified refresh token is invalid or expired",
         );
     }
-    let mut apps = inner.apps.write().unwrap_or_else(|e| e.into_inner());
-    let Some(app) = apps.get_mut(&account.app_key) else {
+    let issue = |app: &mut App| {
+        let n = app.issued.len() + 1;
+        let pair = (
+            format!("CANARY-iop-access-{}-{n}", account.app_key),
+            format!("CANARY-iop-refresh-{}-{n}", account.app_key),
+        );
+        app.issued.push(pair.clone());
+        pair
+    };
+    let Some((access, refresh)) = inner.apps.update(&account.app_key, issue) else {
         return error(false, "InvalidAppKey", "the app key is not known");
     };
-    let n = app.issued.len() + 1;
-    let access = format!("CANARY-iop-access-{}-{n}", account.app_key);
-    let refresh = format!("CANARY-iop-refresh-{}-{n}", account.app_key);
-    app.issued.push((access.clone(), refresh.clone()));
-    drop(apps);
     let seller = match scenario {
         Scenario::SellerMismatch(other) => other.clone(),
         _ => account.seller_id.clone(),

@@ -23,10 +23,10 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -104,8 +104,9 @@ impl Default for Options {
     }
 }
 
-/// One request as a fake received it, with the problems the fake found in it.
-#[derive(Clone, Debug)]
+/// One request as a fake received it, with the problems the fake found in it. Its headers and
+/// body hold credentials, so `Debug` shows only names.
+#[derive(Clone)]
 pub struct Recorded {
     pub method: String,
     pub path: String,
@@ -115,6 +116,25 @@ pub struct Recorded {
     pub body: String,
     /// Ways the request broke the marketplace's contract (empty = well formed).
     pub problems: Vec<String>,
+}
+
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("body_bytes", &self.body.len())
+            .field("problems", &self.problems)
+            .finish()
+    }
 }
 
 impl Recorded {
@@ -250,6 +270,45 @@ impl Journal {
     }
 }
 
+/// The accounts a fake knows, each with its scenario, keyed by the credential that selects it
+/// (Ozon Client-Id, Amazon refresh token, IOP app key).
+struct Accounts<A> {
+    map: RwLock<HashMap<String, (A, Scenario)>>,
+}
+
+impl<A: Clone> Accounts<A> {
+    fn new() -> Self {
+        Accounts {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, (A, Scenario)>> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, key: &str, data: A, scenario: Scenario) {
+        self.write().insert(key.to_string(), (data, scenario));
+    }
+
+    /// Changes a scenario while the server runs; false when the key is unknown.
+    fn set_scenario(&self, key: &str, scenario: Scenario) -> bool {
+        self.write().get_mut(key).map(|a| a.1 = scenario).is_some()
+    }
+
+    fn get(&self, key: &str) -> Option<(A, Scenario)> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn update<R>(&self, key: &str, f: impl FnOnce(&mut A) -> R) -> Option<R> {
+        self.write().get_mut(key).map(|(a, _)| f(a))
+    }
+}
+
 /// What every fake shares: its journal, options and hostile-body accounting.
 struct Common {
     journal: Journal,
@@ -265,6 +324,10 @@ impl Common {
             endless_sent: Arc::new(AtomicU64::new(0)),
             options,
         }
+    }
+
+    fn endless_bytes_sent(&self) -> u64 {
+        self.endless_sent.load(Ordering::Relaxed)
     }
 
     async fn delay(&self) {

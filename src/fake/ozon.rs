@@ -1,7 +1,9 @@
 //! Fake Ozon Seller API: `POST /v1/roles` and `POST /v1/seller/info`, scenarios keyed by
 //! Client-Id.
 
-use super::{Common, Options, Recorded, Scenario, Server, hostile, json, with_retry_after};
+use super::{
+    Accounts, Common, Options, Recorded, Scenario, Server, hostile, json, with_retry_after,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -9,17 +11,12 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use chrono::Utc;
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-
-struct Account {
-    api_key: String,
-    scenario: Scenario,
-}
+use std::sync::Arc;
 
 struct Inner {
     common: Common,
-    accounts: RwLock<HashMap<String, Account>>,
+    /// Client-Id → its valid Api-Key.
+    accounts: Accounts<String>,
 }
 
 /// A running fake Ozon.
@@ -32,7 +29,7 @@ impl OzonFake {
     pub async fn start(options: Options) -> std::io::Result<OzonFake> {
         let inner = Arc::new(Inner {
             common: Common::new(options),
-            accounts: RwLock::new(HashMap::new()),
+            accounts: Accounts::new(),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
         let server = Server::start(inner.common.options.bind, router).await?;
@@ -48,32 +45,12 @@ impl OzonFake {
     pub fn add_account(&self, client_id: &str, api_key: &str, scenario: Scenario) {
         self.inner
             .accounts
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                client_id.to_string(),
-                Account {
-                    api_key: api_key.to_string(),
-                    scenario,
-                },
-            );
+            .insert(client_id, api_key.to_string(), scenario);
     }
 
     /// Changes an account's scenario while running; false when the account is unknown.
     pub fn set_scenario(&self, client_id: &str, scenario: Scenario) -> bool {
-        match self
-            .inner
-            .accounts
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(client_id)
-        {
-            Some(a) => {
-                a.scenario = scenario;
-                true
-            }
-            None => false,
-        }
+        self.inner.accounts.set_scenario(client_id, scenario)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -94,10 +71,7 @@ impl OzonFake {
 
     /// Bytes sent in endless bodies so far.
     pub fn endless_bytes_sent(&self) -> u64 {
-        self.inner
-            .common
-            .endless_sent
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.common.endless_bytes_sent()
     }
 }
 
@@ -134,14 +108,7 @@ async fn handle(
     if client_id.is_none() || api_key.is_none() {
         rec.problem("Client-Id or Api-Key header missing");
     }
-    let account = client_id.as_ref().and_then(|c| {
-        inner
-            .accounts
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(c)
-            .map(|a| (a.api_key.clone(), a.scenario.clone()))
-    });
+    let account = client_id.as_ref().and_then(|c| inner.accounts.get(c));
     inner.common.journal.push(rec);
 
     let (Some(client_id), Some(api_key)) = (client_id, api_key) else {

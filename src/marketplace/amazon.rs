@@ -30,6 +30,13 @@ pub(crate) struct CachedToken {
     generation: u64,
 }
 
+impl CachedToken {
+    /// The token's text, for redaction of details.
+    pub(crate) fn text(&self) -> &str {
+        self.access.expose_secret()
+    }
+}
+
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: String,

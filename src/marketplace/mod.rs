@@ -264,6 +264,11 @@ impl Prober {
                 probed.findings.extend(posture);
                 // Tokens may have been refreshed during the check: redact those too.
                 secrets.extend(creds.secret_values());
+                if let Ok(lwa) = slot.memory.lwa.try_lock()
+                    && let Some(token) = lwa.as_ref()
+                {
+                    secrets.push(token.text().to_string());
+                }
                 redact(&mut probed.findings, &secrets);
                 probed
             }

@@ -9,6 +9,7 @@ use super::{
 use crate::model::Marketplace;
 use crate::outcome::{Finding, FindingKind};
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 /// The Ozon probe.
@@ -66,10 +67,10 @@ impl Probe for Ozon {
             Ok(h) => h,
             Err(f) => return Probed::finding(f),
         };
-        let client_id = ctx.creds.get("client_id");
-        let client_id = client_id
-            .as_ref()
-            .map(|c| secrecy::ExposeSecret::expose_secret(c).trim().to_string());
+        let client_id = ctx
+            .creds
+            .get("client_id")
+            .map(|c| c.expose_secret().trim().to_string());
         let url = endpoint(&ctx.config.endpoints.ozon, "/v1/roles");
         let req = ctx
             .client

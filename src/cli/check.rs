@@ -1,0 +1,320 @@
+//! `storeguard check [STORE…] [--json] [--all]`: runs the login-health probes now, a bounded
+//! number at a time, and prints a table in the configured language or JSON. The exit code is
+//! the worst status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (CRITICAL beats UNKNOWN beats
+//! WARNING). A store whose vault entry cannot be read is UNKNOWN; the others are still checked.
+
+use super::load_identity;
+use crate::config::{Config, Store};
+use crate::i18n;
+use crate::marketplace::Prober;
+use crate::model::Language;
+use crate::outcome::{Finding, Outcome, Status};
+use crate::vault::Vault;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// How many stores are probed at once.
+const CONCURRENCY: usize = 32;
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Stores to check [default: every enabled store]
+    pub stores: Vec<String>,
+    /// Print JSON (an array with one object per store) instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Include disabled stores
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Errors before any store is checked exit UNKNOWN (3), as monitoring plugins do.
+fn unknown(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(Status::Unknown.exit_code()))
+}
+
+pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => return unknown(e),
+    };
+    let lang = config.daemon.language;
+    let mut selected: Vec<Store> = Vec::new();
+    if args.stores.is_empty() {
+        selected.extend(
+            config
+                .stores
+                .iter()
+                .filter(|s| args.all || s.enabled)
+                .cloned(),
+        );
+    } else {
+        for id in &args.stores {
+            match config.store(id) {
+                Some(s) if !selected.iter().any(|x| x.id == s.id) => selected.push(s.clone()),
+                Some(_) => {}
+                None => {
+                    return unknown(format!(
+                        "store `{id}` is not in {}\n  help: `storeguard vault list` shows the stores",
+                        config.path.display()
+                    ));
+                }
+            }
+        }
+    }
+    if selected.is_empty() {
+        eprintln!("{}", i18n::text(lang, "check.no_stores"));
+        if args.json {
+            println!("[]");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let vault = match Vault::open(&config.daemon.vault_dir) {
+        Ok(v) => v,
+        Err(e) => return unknown(e),
+    };
+    let identity = match load_identity(&config) {
+        Ok(i) => i,
+        Err(e) => return unknown(format!("{e:#}")),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let timezone = config.daemon.timezone;
+    // Only the selected stores' vault entries are decrypted.
+    let mut config = config;
+    config
+        .stores
+        .retain(|s| selected.iter().any(|x| x.id == s.id));
+    let prober = {
+        let _guard = runtime.enter();
+        match Prober::new(Arc::new(config), vault, Arc::new(identity)) {
+            Ok(p) => Arc::new(p),
+            Err(e) => return unknown(format!("{e:#}")),
+        }
+    };
+    let now = Utc::now();
+    // Unordered, so one slow store never holds back the next ones; the order is restored after.
+    let mut done: Vec<(usize, Outcome)> = runtime.block_on(
+        futures_util::stream::iter(selected.iter().enumerate().map(|(i, s)| {
+            let prober = prober.clone();
+            let store = s.clone();
+            async move {
+                let id = store.id.clone();
+                let handle = tokio::spawn(async move { prober.check(&id, now).await });
+                let outcome = handle.await.unwrap_or_else(|_| {
+                    Outcome::new(
+                        &store.id,
+                        store.marketplace,
+                        now,
+                        vec![Finding::new(
+                            crate::outcome::FindingKind::ProtocolError,
+                            "the check stopped unexpectedly",
+                        )],
+                        Default::default(),
+                    )
+                });
+                (i, outcome)
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect(),
+    );
+    done.sort_by_key(|(i, _)| *i);
+    let outcomes: Vec<Outcome> = done.into_iter().map(|(_, o)| o).collect();
+    // Do not wait for probes still parked on hostile servers (they are past their timeout).
+    runtime.shutdown_background();
+
+    let worst = outcomes.iter().fold(Status::Ok, |w, o| w.worst(o.status));
+    if args.json {
+        let rows: Vec<JsonRow<'_>> = outcomes
+            .iter()
+            .zip(&selected)
+            .map(|(o, s)| JsonRow::new(o, s))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", table(&outcomes, lang, timezone));
+    }
+    Ok(ExitCode::from(worst.exit_code()))
+}
+
+/// One store in `--json` output. Field names are stable (documented in docs/check.md).
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    store: &'a str,
+    name: &'a str,
+    marketplace: &'static str,
+    status: Status,
+    exit_code: u8,
+    findings: Vec<JsonFinding<'a>>,
+    account: Option<&'a str>,
+    expires_at: Option<String>,
+    latency_ms: u64,
+    http_status: Option<u16>,
+    roles: &'a [String],
+    marketplaces: &'a [String],
+    store_name: Option<&'a str>,
+    premium: Option<&'a str>,
+    egress: Option<&'a str>,
+    checked_at: String,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    kind: &'static str,
+    status: Status,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_secs: Option<u64>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl<'a> JsonRow<'a> {
+    fn new(o: &'a Outcome, store: &'a Store) -> Self {
+        JsonRow {
+            store: &o.store_id,
+            name: &store.name,
+            marketplace: o.marketplace.as_str(),
+            status: o.status,
+            exit_code: o.status.exit_code(),
+            findings: o
+                .findings
+                .iter()
+                .map(|f| JsonFinding {
+                    kind: f.kind.as_str(),
+                    status: f.kind.status(),
+                    detail: &f.detail,
+                    retry_after_secs: f.retry_after_secs,
+                })
+                .collect(),
+            account: o.facts.account.as_deref(),
+            expires_at: o.facts.expires_at.map(rfc3339),
+            latency_ms: o.facts.latency_ms,
+            http_status: o.facts.http_status,
+            roles: &o.facts.roles,
+            marketplaces: &o.facts.marketplaces,
+            store_name: o.facts.store_name.as_deref(),
+            premium: o.facts.premium.as_deref(),
+            egress: o.facts.egress.as_deref(),
+            checked_at: rfc3339(o.checked_at),
+        }
+    }
+}
+
+/// Terminal columns a string takes (East Asian wide characters count two).
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            let u = c as u32;
+            let wide = matches!(u,
+                0x1100..=0x115F | 0x2E80..=0x303E | 0x3041..=0x33FF | 0x3400..=0x4DBF
+                | 0x4E00..=0x9FFF | 0xA000..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF
+                | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x20000..=0x3FFFD);
+            if wide { 2 } else { 1 }
+        })
+        .sum()
+}
+
+/// The human table: one row per store, then each finding's detail.
+fn table(outcomes: &[Outcome], lang: Language, tz: chrono_tz::Tz) -> String {
+    let t = |k: &str| i18n::text(lang, k).to_string();
+    let header = [
+        t("check.col.store"),
+        t("check.col.marketplace"),
+        t("check.col.status"),
+        t("check.col.findings"),
+        t("check.col.account"),
+        t("check.col.expires"),
+        t("check.col.latency"),
+    ];
+    let mut rows: Vec<[String; 7]> = vec![header];
+    for o in outcomes {
+        let mut kinds: Vec<_> = o.findings.iter().map(|f| f.kind).collect();
+        kinds.dedup();
+        let findings = if kinds.is_empty() {
+            "-".to_string()
+        } else {
+            kinds
+                .iter()
+                .map(|k| t(&format!("finding.{}", k.as_str())))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        rows.push([
+            o.store_id.clone(),
+            o.marketplace.display_name().to_string(),
+            t(&format!("status.{}", o.status.as_str())),
+            findings,
+            o.facts.account.clone().unwrap_or_else(|| "-".into()),
+            o.facts
+                .expires_at
+                .map(|e| e.with_timezone(&tz).format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| "-".into()),
+            format!("{} ms", o.facts.latency_ms),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(width(cell));
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in r.iter().zip(widths).enumerate() {
+            line.push_str(cell);
+            if i + 1 < r.len() {
+                line.push_str(&" ".repeat(w - width(cell) + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    let details: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| {
+            o.findings.iter().map(move |f| {
+                format!(
+                    "  {} — {}: {}",
+                    o.store_id,
+                    t(&format!("finding.{}", f.kind.as_str())),
+                    f.detail
+                )
+            })
+        })
+        .collect();
+    if !details.is_empty() {
+        out.push('\n');
+        out.push_str(&t("check.details"));
+        out.push('\n');
+        for d in details {
+            out.push_str(&d);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_characters_count_two() {
+        assert_eq!(width("abc"), 3);
+        assert_eq!(width("店铺"), 4);
+        assert_eq!(width("速卖通-1"), 8);
+    }
+}
