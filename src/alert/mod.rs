@@ -370,7 +370,11 @@ fn build_channel(
             .filter(|f| f.secret)
         {
             if let Some(v) = doc.get(field.name) {
-                redactor.add(v.expose_secret());
+                if field.name == "url" {
+                    redactor.add_url(v.expose_secret().trim());
+                } else {
+                    redactor.add(v.expose_secret().trim());
+                }
             }
         }
         Some(doc)

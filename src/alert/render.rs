@@ -483,7 +483,13 @@ fn rich(dialect: Dialect, spans: &[Span]) -> String {
 
 fn field(dialect: Dialect, label: &str, value: &str) -> String {
     let l = esc(dialect, label);
-    let sep = if label.ends_with(':') { " " } else { "" };
+    // Plain Chinese needs no space after "：". Markup always gets one: CommonMark (and Slack)
+    // do not close `**` between punctuation and a letter ("**店铺：**Ozon" stays unbold).
+    let sep = if dialect != Dialect::Plain || label.ends_with(':') {
+        " "
+    } else {
+        ""
+    };
     match dialect {
         Dialect::Plain => format!("{l}{sep}{value}"),
         Dialect::Markdown | Dialect::LarkMd => format!("- **{l}**{sep}{value}"),

@@ -1,5 +1,6 @@
 //! Command-line interface: clap definitions and thin command bodies over the library.
 
+pub mod alert_cmd;
 mod init;
 pub mod prompt;
 mod store;
@@ -43,6 +44,9 @@ pub enum Command {
     Store(StoreCmd),
     /// Print the current 2FA code of a store's web login
     Otp(OtpArgs),
+    /// Alert channels: send a test message
+    #[command(subcommand)]
+    Alert(alert_cmd::AlertCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vault(cmd) => vault_cmd::run(&config_path, cmd),
         Command::Store(StoreCmd::Add(args)) => store::add(&config_path, args),
         Command::Otp(args) => otp(&config_path, args),
+        Command::Alert(cmd) => alert_cmd::run(&config_path, cmd),
     }
 }
 
