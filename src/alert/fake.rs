@@ -50,8 +50,8 @@ pub enum FakeKind {
     },
 }
 
-/// One request as received.
-#[derive(Clone, Debug)]
+/// One request as received (holds the credentials it carried: no `Debug`).
+#[derive(Clone)]
 pub struct Recorded {
     pub method: String,
     pub path: String,

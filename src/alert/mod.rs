@@ -568,3 +568,29 @@ pub fn test_event(
         test: true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(dead_code)]
+    fn channel_set_and_its_send_future_cross_threads(set: &ChannelSet, ev: &AlertEvent) {
+        fn is_send_sync<T: Send + Sync>(_: &T) {}
+        fn is_send<T: Send>(_: T) {}
+        is_send_sync(set);
+        is_send(set.send("x", ev, Utc::now()));
+    }
+
+    #[test]
+    fn delivery_reads_well() {
+        assert_eq!(Delivery::Delivered.to_string(), "delivered");
+        assert_eq!(
+            Delivery::Retry(Some(Duration::from_secs(60))).to_string(),
+            "will retry in 60 s"
+        );
+        assert_eq!(
+            Delivery::Permanent("bad key".into()).to_string(),
+            "refused: bad key"
+        );
+    }
+}

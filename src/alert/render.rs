@@ -312,6 +312,9 @@ pub fn render(event: &AlertEvent, lang: Language, tz: chrono_tz::Tz) -> Message 
         });
     }
 
+    // Always the word "storeguard": DingTalk and Feishu robots can require a keyword.
+    blocks.push(Block::Para(rich_text(lang, "alert.footer", &args)));
+
     let tone = if event.test {
         Tone::Test
     } else if event.event == EventKind::Resolved {
