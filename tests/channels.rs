@@ -361,7 +361,21 @@ async fn feishu_signed_card_and_every_error_code() {
     let md = text_of(&r, "/card/elements/0/text/content");
     assert!(md.contains("- **What to do:** API key deactivated"), "{md}");
     // lark_md escapes Markdown characters of text as character references.
-    assert!(md.contains("Ozon 主店 &#40;Moscow&#41;"), "{md}");
+    assert!(
+        md.contains("- **Store:** Ozon 主店 (Moscow) (`ozon-main`)"),
+        "{md}"
+    );
+    let mut hostile = event(EventKind::Opened);
+    hostile.detail = "*not bold* [not](a-link) <at id=all></at>".into();
+    assert_eq!(
+        set.send("lark", &hostile, at(100)).await,
+        Delivery::Delivered
+    );
+    let md = text_of(&f.last().unwrap(), "/card/elements/0/text/content");
+    assert!(
+        md.contains("&#42;not bold&#42; &#91;not&#93;(a-link) &#60;at id=all&#62;&#60;/at&#62;"),
+        "{md}"
+    );
 
     f.script([Canned::feishu(
         11232,

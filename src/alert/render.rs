@@ -265,7 +265,11 @@ pub fn render(event: &AlertEvent, lang: Language, tz: chrono_tz::Tz) -> Message 
     });
     blocks.push(Block::Field {
         label: t("alert.label.problem").into(),
-        value: vec![Span::Text(format!("{finding} ({status})"))],
+        value: vec![Span::Text(fill(
+            lang,
+            "alert.problem",
+            &[("finding", finding), ("status", &status)],
+        ))],
     });
     let detail = clean(&event.detail, 300);
     if !detail.is_empty() && event.event != EventKind::Resolved {
@@ -555,8 +559,10 @@ pub fn esc(dialect: Dialect, s: &str) -> String {
             },
             // Feishu's card Markdown takes HTML character references for its syntax characters.
             Dialect::LarkMd => match c {
-                '&' | '<' | '>' | '*' | '_' | '~' | '[' | ']' | '(' | ')' | '#' | '\\' | '`'
-                | '$' => out.push_str(&format!("&#{};", c as u32)),
+                // Only what can start markup mid-line: emphasis, links, tags, code, escapes.
+                '&' | '<' | '>' | '*' | '_' | '~' | '[' | ']' | '\\' | '`' => {
+                    out.push_str(&format!("&#{};", c as u32))
+                }
                 _ => out.push(c),
             },
         }
@@ -719,7 +725,7 @@ mod tests {
         assert!(sl.contains("&lt;b&gt;&amp;"), "{sl}");
         let lark = m.body(Dialect::LarkMd);
         assert!(
-            lark.contains("A&#42;B&#95;&#60;b&#62;&#38;&#91;x&#93;&#40;y&#41;&#96;"),
+            lark.contains("A&#42;B&#95;&#60;b&#62;&#38;&#91;x&#93;(y)&#96;"),
             "{lark}"
         );
         let html = m.html_document();
