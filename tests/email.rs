@@ -239,7 +239,11 @@ async fn email_is_delivered_with_headers_and_both_parts() {
     let rec = smtp.received();
     assert_eq!(rec.len(), 1);
     let m = &rec[0];
-    println!("{}", m["raw"].as_str().unwrap());
+    println!(
+        "{}\n---- decoded parts:\n{}",
+        m["raw"].as_str().unwrap(),
+        serde_json::to_string_pretty(&m["parts"]).unwrap()
+    );
     assert_eq!(m["auth_login"], USER);
     assert_eq!(m["mail_from"], "alerts@example.com");
     assert_eq!(

@@ -82,13 +82,12 @@ impl Message {
                 Some(Block::Field { .. } | Block::List { .. })
             );
             match block {
+                Block::Para(r) if dialect == Dialect::Html => {
+                    out.push_str(&format!("<p>{}</p>\n", rich(dialect, r)));
+                }
                 Block::Para(r) => {
                     out.push_str(&rich(dialect, r));
-                    out.push_str(if dialect == Dialect::Html {
-                        "\n"
-                    } else {
-                        "\n\n"
-                    });
+                    out.push_str("\n\n");
                 }
                 Block::Field { label, value } => {
                     out.push_str(&field(dialect, label, &rich(dialect, value)));
