@@ -50,8 +50,8 @@ pub enum FakeKind {
     },
 }
 
-/// One request as received.
-#[derive(Clone, Debug)]
+/// One request as received (holds the credentials it carried: no `Debug`).
+#[derive(Clone)]
 pub struct Recorded {
     pub method: String,
     pub path: String,
@@ -738,6 +738,63 @@ fn check_alertmanager(r: &Recorded, bearer: Option<&str>) -> Refusal {
         ));
     }
     None
+}
+
+/// A throwaway storeguard home for tests and demos: an identity (0600), a vault, and a config
+/// file that points at both. Removed when dropped.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub vault: crate::vault::Vault,
+    pub identity: crate::vault::Identity,
+}
+
+impl Sandbox {
+    pub fn new() -> std::io::Result<Sandbox> {
+        let dir = tempfile::tempdir()?;
+        let identity = crate::vault::Identity::generate();
+        identity.write_new(&dir.path().join("identity.txt"))?;
+        let vault = crate::vault::Vault::create(&dir.path().join("vault"), &identity.recipient())
+            .map_err(std::io::Error::other)?;
+        Ok(Sandbox {
+            dir,
+            vault,
+            identity,
+        })
+    }
+
+    /// Writes the vault entry `channel/NAME` from a TOML document.
+    pub fn put_channel(
+        &self,
+        name: &str,
+        kind: crate::model::ChannelKind,
+        toml_text: &str,
+    ) -> Result<(), String> {
+        let schema = crate::vault::Schema::Channel(kind);
+        let mut doc =
+            crate::vault::Document::parse(toml_text, schema).map_err(|e| e.to_string())?;
+        self.vault
+            .write(
+                &crate::vault::EntryId::channel(name),
+                &mut doc,
+                None,
+                Some(&self.identity),
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("storeguard.toml")
+    }
+
+    /// Writes `storeguard.toml`: a `[daemon]` table pointing at this sandbox plus `daemon_lines`,
+    /// then `rest` (stores, channels), and loads it.
+    pub fn config(&self, daemon_lines: &str, rest: &str) -> Result<crate::config::Config, String> {
+        let text = format!(
+            "[daemon]\nvault_dir = \"vault\"\nidentity = \"identity.txt\"\nstate_dir = \"state\"\n{daemon_lines}\n\n{rest}\n"
+        );
+        std::fs::write(self.config_path(), &text).map_err(|e| e.to_string())?;
+        crate::config::Config::load(&self.config_path()).map_err(|e| e.to_string())
+    }
 }
 
 fn non_empty(j: &Value, pointer: &str) -> bool {

@@ -370,7 +370,11 @@ fn build_channel(
             .filter(|f| f.secret)
         {
             if let Some(v) = doc.get(field.name) {
-                redactor.add(v.expose_secret());
+                if field.name == "url" {
+                    redactor.add_url(v.expose_secret().trim());
+                } else {
+                    redactor.add(v.expose_secret().trim());
+                }
             }
         }
         Some(doc)
@@ -562,5 +566,31 @@ pub fn test_event(
         created_at: now,
         affected: vec![],
         test: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(dead_code)]
+    fn channel_set_and_its_send_future_cross_threads(set: &ChannelSet, ev: &AlertEvent) {
+        fn is_send_sync<T: Send + Sync>(_: &T) {}
+        fn is_send<T: Send>(_: T) {}
+        is_send_sync(set);
+        is_send(set.send("x", ev, Utc::now()));
+    }
+
+    #[test]
+    fn delivery_reads_well() {
+        assert_eq!(Delivery::Delivered.to_string(), "delivered");
+        assert_eq!(
+            Delivery::Retry(Some(Duration::from_secs(60))).to_string(),
+            "will retry in 60 s"
+        );
+        assert_eq!(
+            Delivery::Permanent("bad key".into()).to_string(),
+            "refused: bad key"
+        );
     }
 }

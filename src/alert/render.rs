@@ -82,13 +82,12 @@ impl Message {
                 Some(Block::Field { .. } | Block::List { .. })
             );
             match block {
+                Block::Para(r) if dialect == Dialect::Html => {
+                    out.push_str(&format!("<p>{}</p>\n", rich(dialect, r)));
+                }
                 Block::Para(r) => {
                     out.push_str(&rich(dialect, r));
-                    out.push_str(if dialect == Dialect::Html {
-                        "\n"
-                    } else {
-                        "\n\n"
-                    });
+                    out.push_str("\n\n");
                 }
                 Block::Field { label, value } => {
                     out.push_str(&field(dialect, label, &rich(dialect, value)));
@@ -270,7 +269,11 @@ pub fn render(event: &AlertEvent, lang: Language, tz: chrono_tz::Tz) -> Message 
     });
     blocks.push(Block::Field {
         label: t("alert.label.problem").into(),
-        value: vec![Span::Text(format!("{finding} ({status})"))],
+        value: vec![Span::Text(fill(
+            lang,
+            "alert.problem",
+            &[("finding", finding), ("status", &status)],
+        ))],
     });
     let detail = clean(&event.detail, 300);
     if !detail.is_empty() && event.event != EventKind::Resolved {
@@ -316,6 +319,9 @@ pub fn render(event: &AlertEvent, lang: Language, tz: chrono_tz::Tz) -> Message 
             value: todo,
         });
     }
+
+    // Always the word "storeguard": DingTalk and Feishu robots can require a keyword.
+    blocks.push(Block::Para(rich_text(lang, "alert.footer", &args)));
 
     let tone = if event.test {
         Tone::Test
@@ -488,7 +494,13 @@ fn rich(dialect: Dialect, spans: &[Span]) -> String {
 
 fn field(dialect: Dialect, label: &str, value: &str) -> String {
     let l = esc(dialect, label);
-    let sep = if label.ends_with(':') { " " } else { "" };
+    // Plain Chinese needs no space after "：". Markup always gets one: CommonMark (and Slack)
+    // do not close `**` between punctuation and a letter ("**店铺：**Ozon" stays unbold).
+    let sep = if dialect != Dialect::Plain || label.ends_with(':') {
+        " "
+    } else {
+        ""
+    };
     match dialect {
         Dialect::Plain => format!("{l}{sep}{value}"),
         Dialect::Markdown | Dialect::LarkMd => format!("- **{l}**{sep}{value}"),
@@ -551,8 +563,10 @@ pub fn esc(dialect: Dialect, s: &str) -> String {
             },
             // Feishu's card Markdown takes HTML character references for its syntax characters.
             Dialect::LarkMd => match c {
-                '&' | '<' | '>' | '*' | '_' | '~' | '[' | ']' | '(' | ')' | '#' | '\\' | '`'
-                | '$' => out.push_str(&format!("&#{};", c as u32)),
+                // Only what can start markup mid-line: emphasis, links, tags, code, escapes.
+                '&' | '<' | '>' | '*' | '_' | '~' | '[' | ']' | '\\' | '`' => {
+                    out.push_str(&format!("&#{};", c as u32))
+                }
                 _ => out.push(c),
             },
         }
@@ -715,7 +729,7 @@ mod tests {
         assert!(sl.contains("&lt;b&gt;&amp;"), "{sl}");
         let lark = m.body(Dialect::LarkMd);
         assert!(
-            lark.contains("A&#42;B&#95;&#60;b&#62;&#38;&#91;x&#93;&#40;y&#41;&#96;"),
+            lark.contains("A&#42;B&#95;&#60;b&#62;&#38;&#91;x&#93;(y)&#96;"),
             "{lark}"
         );
         let html = m.html_document();

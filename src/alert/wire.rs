@@ -65,8 +65,10 @@ impl Reply {
         serde_json::from_slice(&self.body).ok()
     }
 
+    /// The whole reply as one printable line. Not cut short here: a cut could split a secret
+    /// the service echoed, and the redactor must see it whole (reasons are cut after scrubbing).
     pub fn excerpt(&self) -> String {
-        http::excerpt(&self.body)
+        sanitize(&String::from_utf8_lossy(&self.body), MAX_REPLY_BYTES)
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -179,6 +181,27 @@ impl Redactor {
         }
     }
 
+    /// A URL that is itself a secret: the whole of it, and each part long enough to be a
+    /// token (path segments, query values, a password), since a service may echo only those.
+    pub fn add_url(&mut self, url: &str) {
+        self.add(url);
+        if let Ok(u) = Url::parse(url) {
+            for seg in u.path_segments().into_iter().flatten() {
+                if seg.len() >= 8 {
+                    self.add(seg);
+                }
+            }
+            for (_, v) in u.query_pairs() {
+                if v.len() >= 8 {
+                    self.add(&v);
+                }
+            }
+            if let Some(p) = u.password() {
+                self.add(p);
+            }
+        }
+    }
+
     pub fn scrub(&self, text: &str) -> String {
         let mut s = text.to_string();
         for secret in &self.secrets {
@@ -222,11 +245,14 @@ mod tests {
     fn scrub_removes_secrets_and_urls() {
         let mut r = Redactor::default();
         r.add("CANARY-tok/en+1");
+        r.add_url("https://hooks.example.com/services/T0/B0/CANARY-seg-1234?t=CANARY-q-5678");
         let s = r.scrub(
             "bad token CANARY-tok/en+1 at https://x/y?access_token=CANARY-tok%2Fen%2B1\n\x1b[31m",
         );
         assert!(!s.contains("CANARY"), "{s}");
         assert!(!s.contains("https"), "{s}");
         assert_eq!(s, "bad token [REDACTED] at [URL] [31m");
+        let s = r.scrub("segment CANARY-seg-1234 and CANARY-q-5678 echoed");
+        assert_eq!(s, "segment [REDACTED] and [REDACTED] echoed");
     }
 }

@@ -1,7 +1,8 @@
 //! Command-line interface: clap definitions and thin command bodies over the library.
 
-mod demo;
+pub mod alert_cmd;
 mod check;
+mod demo;
 mod init;
 pub mod prompt;
 pub mod run;
@@ -57,6 +58,9 @@ pub enum Command {
     History(status::HistoryArgs),
     /// Check stores' logins now; exit code = worst status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
     Check(check::CheckArgs),
+    /// Alert channels: send a test message
+    #[command(subcommand)]
+    Alert(alert_cmd::AlertCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,6 +144,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::status(&config_path, args),
         Command::History(args) => status::history(&config_path, args),
         Command::Check(args) => check::run(&config_path, args),
+        Command::Alert(cmd) => alert_cmd::run(&config_path, cmd),
     }
 }
 

@@ -40,13 +40,8 @@ pub struct Receiver {
 
 async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let mode = inner.mode.load(Ordering::SeqCst);
-    if mode == SLOW {
-        tokio::time::sleep(std::time::Duration::from_millis(
-            inner.slow_ms.load(Ordering::SeqCst),
-        ))
-        .await;
-    }
     let accepted = mode != DOWN;
+    // Recorded on arrival: a sender killed while the answer is held still counts as one copy.
     inner.got.lock().unwrap().push(Received {
         idempotency_key: headers
             .get("idempotency-key")
@@ -56,6 +51,10 @@ async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         accepted,
     });
+    if mode == SLOW {
+        let hold = inner.slow_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(hold)).await;
+    }
     if accepted {
         StatusCode::OK
     } else {
