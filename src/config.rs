@@ -39,6 +39,8 @@ struct RawConfig {
     stores: Vec<Spanned<RawStore>>,
     #[serde(default, rename = "channel")]
     channels: Vec<Spanned<RawChannel>>,
+    #[serde(default, rename = "maintenance")]
+    maintenance: Vec<Spanned<RawMaintenance>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -132,6 +134,24 @@ struct RawChannel {
     urls: Option<Spanned<Vec<Spanned<String>>>>,
     // Base-URL override for the IM services (tests, Lark, private deployments).
     endpoint: Option<Spanned<String>>,
+    // Routing filters.
+    stores: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    marketplaces: Option<Vec<Marketplace>>,
+    events: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    name: Option<String>,
+    schedule: Option<Spanned<String>>,
+    duration: Option<Spanned<String>>,
+    start: Option<Spanned<toml::Value>>,
+    end: Option<Spanned<toml::Value>>,
+    stores: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    marketplaces: Option<Vec<Marketplace>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -148,6 +168,7 @@ pub struct Config {
     pub endpoints: Endpoints,
     pub stores: Vec<Store>,
     pub channels: Vec<Channel>,
+    pub maintenance: Vec<Maintenance>,
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +274,98 @@ pub struct Channel {
     pub min_severity: Severity,
     pub language: Option<Language>,
     pub settings: ChannelSettings,
+    /// Which alerts the channel takes (empty lists match everything).
+    pub filter: Selector,
+    /// Event kinds the channel takes: "opened", "reminder", "resolved" (empty = all).
+    pub events: Vec<String>,
+}
+
+/// Selects stores by id glob (`ozon-*`), tag or marketplace. An empty selector matches all;
+/// otherwise a store matches when every non-empty list has a match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selector {
+    pub stores: Vec<String>,
+    pub tags: Vec<String>,
+    pub marketplaces: Vec<Marketplace>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.stores.is_empty() && self.tags.is_empty() && self.marketplaces.is_empty()
+    }
+
+    pub fn matches(&self, store: &Store) -> bool {
+        (self.stores.is_empty() || self.stores.iter().any(|g| glob_match(g, &store.id)))
+            && (self.tags.is_empty() || self.tags.iter().any(|t| store.tags.contains(t)))
+            && (self.marketplaces.is_empty() || self.marketplaces.contains(&store.marketplace))
+    }
+}
+
+/// `*` matches any run of characters, `?` one character; everything else literally.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// When a maintenance window is open.
+#[derive(Debug, Clone)]
+pub enum Window {
+    /// Opens at every firing of the cron schedule (daemon timezone) for `duration`.
+    Recurring {
+        schedule: Box<CronSchedule>,
+        duration: Duration,
+    },
+    /// Open from `start` to `end`.
+    Fixed {
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// A maintenance window: checks run and are recorded, notifications are held.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    pub name: String,
+    pub window: Window,
+    pub selector: Selector,
+}
+
+impl Maintenance {
+    /// The end of the window open at `now`, if one is.
+    pub fn open_until(
+        &self,
+        tz: chrono_tz::Tz,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        match &self.window {
+            Window::Fixed { start, end } => (*start <= now && now < *end).then_some(*end),
+            Window::Recurring { schedule, duration } => {
+                let d = chrono::Duration::from_std(*duration).ok()?;
+                // The first firing after (now - duration) started a window still open at now.
+                let since = (now - d).with_timezone(&tz);
+                let start = schedule.next_after(&since)?.with_timezone(&chrono::Utc);
+                (start <= now).then_some(start + d)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -1074,6 +1187,85 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         }
     }
 
+    let mut maintenance = Vec::new();
+    for (i, m) in raw.maintenance.into_iter().enumerate() {
+        let span = m.span();
+        let m = m.into_inner();
+        let name = m
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("maintenance #{}", i + 1));
+        let time = |c: &mut Collector<'_>,
+                    v: &Spanned<toml::Value>,
+                    what: &str|
+         -> Option<chrono::DateTime<chrono::Utc>> {
+            let text = match v.get_ref() {
+                toml::Value::Datetime(d) => d.to_string(),
+                toml::Value::String(s) => s.clone(),
+                _ => String::new(),
+            };
+            match chrono::DateTime::parse_from_rfc3339(&text) {
+                Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+                Err(_) => {
+                    c.at(
+                        v.span(),
+                        format!("{name}: `{what}` is not a date and time"),
+                        "write it like 2026-12-01T02:00:00+08:00",
+                    );
+                    None
+                }
+            }
+        };
+        let window = match (&m.schedule, &m.duration, &m.start, &m.end) {
+            (Some(s), Some(d), None, None) => {
+                let schedule = schedule_field(c, s);
+                let duration = duration_field(
+                    c,
+                    Some(d),
+                    Duration::ZERO,
+                    "duration",
+                    Duration::from_secs(60),
+                );
+                schedule.map(|schedule| Window::Recurring {
+                    schedule: Box::new(schedule),
+                    duration,
+                })
+            }
+            (None, None, Some(a), Some(b)) => match (time(c, a, "start"), time(c, b, "end")) {
+                (Some(start), Some(end)) if start < end => Some(Window::Fixed { start, end }),
+                (Some(_), Some(_)) => {
+                    c.at(
+                        b.span(),
+                        format!("{name}: `end` is not after `start`"),
+                        "swap them or fix the dates",
+                    );
+                    None
+                }
+                _ => None,
+            },
+            _ => {
+                c.at(
+                    span,
+                    format!("{name}: give either `schedule` and `duration`, or `start` and `end`"),
+                    "e.g. schedule = \"0 3 * * 0\" with duration = \"2h\" (Sundays 03:00-05:00), or start/end dates",
+                );
+                None
+            }
+        };
+        let selector = Selector {
+            stores: m.stores.clone().unwrap_or_default(),
+            tags: m.tags.clone().unwrap_or_default(),
+            marketplaces: m.marketplaces.clone().unwrap_or_default(),
+        };
+        if let Some(window) = window {
+            maintenance.push(Maintenance {
+                name,
+                window,
+                selector,
+            });
+        }
+    }
+
     Config {
         path,
         daemon,
@@ -1081,6 +1273,7 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         endpoints,
         stores,
         channels,
+        maintenance,
     }
 }
 
@@ -1290,12 +1483,31 @@ fn validate_channel(
         K::Log => ChannelSettings::None,
         _ => ChannelSettings::Endpoint(endpoint),
     };
+    let mut events = Vec::new();
+    for e in ch.events.iter().flatten() {
+        if matches!(e.get_ref().as_str(), "opened" | "reminder" | "resolved") {
+            events.push(e.get_ref().clone());
+        } else {
+            c.at(
+                e.span(),
+                format!("channel `{name}`: unknown event `{}`", e.get_ref()),
+                "use \"opened\", \"reminder\" or \"resolved\"",
+            );
+            ok = false;
+        }
+    }
     ok.then_some(Channel {
         name,
         kind,
         min_severity: ch.min_severity.unwrap_or(Severity::Unknown),
         language: ch.language,
         settings,
+        filter: Selector {
+            stores: ch.stores.clone().unwrap_or_default(),
+            tags: ch.tags.clone().unwrap_or_default(),
+            marketplaces: ch.marketplaces.clone().unwrap_or_default(),
+        },
+        events,
     })
 }
 
@@ -1375,6 +1587,41 @@ mod tests {
         assert!(load("[marketplace.ozon]\nendpoint = \"http://[::1]:8080\"\n").is_ok());
         let p = first("[marketplace.ozon]\nendpoint = \"http://api-seller.ozon.ru\"\n");
         assert!(p.message.contains("not loopback"));
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("ozon-*", "ozon-main"));
+        assert!(glob_match("*", "x"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(glob_match("*-main", "ozon-main"));
+        assert!(!glob_match("ozon-*", "amazon-us"));
+        assert!(!glob_match("a?c", "ac"));
+    }
+
+    #[test]
+    fn maintenance_windows() {
+        use chrono::TimeZone;
+        let c = load(&format!(
+            "{OZON}[[maintenance]]\nname = \"weekly\"\nschedule = \"0 3 * * *\"\nduration = \"2h\"\nstores = [\"ozon-*\"]\n\
+             [[maintenance]]\nstart = 2026-12-01T00:00:00Z\nend = \"2026-12-02T00:00:00Z\"\n"
+        ))
+        .unwrap();
+        let tz = chrono_tz::UTC;
+        let at = |h: u32, m: u32| chrono::Utc.with_ymd_and_hms(2026, 11, 3, h, m, 0).unwrap();
+        let weekly = &c.maintenance[0];
+        assert_eq!(weekly.open_until(tz, at(2, 59)), None);
+        assert_eq!(weekly.open_until(tz, at(3, 0)), Some(at(5, 0)));
+        assert_eq!(weekly.open_until(tz, at(4, 30)), Some(at(5, 0)));
+        assert_eq!(weekly.open_until(tz, at(5, 0)), None);
+        assert!(weekly.selector.matches(&c.stores[0]));
+        let fixed = &c.maintenance[1];
+        let d1 = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        assert!(fixed.open_until(tz, d1).is_some());
+        let p = first(&format!(
+            "{OZON}[[maintenance]]\nschedule = \"0 3 * * *\"\n"
+        ));
+        assert!(p.message.contains("either `schedule` and `duration`"));
     }
 
     #[test]

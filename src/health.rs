@@ -61,6 +61,9 @@ pub struct Incident {
     /// For `credential_expiring`: the smallest warning threshold already notified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified_threshold_secs: Option<u64>,
+    /// Covered by a marketplace-wide grouped incident: its own alerts are not sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grouped: bool,
 }
 
 /// The facts compared for `account_changed`.
@@ -322,6 +325,7 @@ pub fn apply(
                 detail: finding.detail.clone(),
                 reminders: 0,
                 clean: 0,
+                grouped: false,
                 notified_threshold_secs: if *kind == FindingKind::CredentialExpiring {
                     crossed_threshold(rules, outcome.facts.expires_at, now).map(|t| t.as_secs())
                 } else {
@@ -361,6 +365,77 @@ pub fn apply(
         }
     }
     events
+}
+
+/// How many stores of a marketplace must be unreachable or rate limited together for one
+/// grouped incident: at least half of them, and at least 3.
+pub fn group_threshold(total: usize) -> usize {
+    total.div_ceil(2).max(3)
+}
+
+/// Whether an outcome counts towards a marketplace-wide outage.
+pub fn is_outage(o: &Outcome) -> bool {
+    o.has(FindingKind::Unreachable) || o.has(FindingKind::RateLimited)
+}
+
+/// The marketplace-wide grouped incident, kept in a `StoreHealth` under the pseudo store id
+/// `marketplace:<name>`.
+///
+/// `affected`: stores whose latest check was unreachable or rate limited. `qualified`: how many
+/// of them have been so for `failure_threshold` checks (or already have an incident). The group
+/// is *forming* as soon as enough stores are affected, which holds back their own alerts; it
+/// *opens* once enough of them qualify, and resolves as one when fewer than the threshold are
+/// still affected. Returns the events and whether per-store outage alerts are held back.
+pub fn apply_group(
+    group: &mut StoreHealth,
+    marketplace: Marketplace,
+    total: usize,
+    affected: &[String],
+    qualified: usize,
+    now: DateTime<Utc>,
+) -> (Vec<AlertEvent>, bool) {
+    let threshold = group_threshold(total);
+    let id = format!("{}{}", crate::route::GROUP_PREFIX, marketplace.as_str());
+    let store = StoreRef {
+        id: &id,
+        name: marketplace.display_name(),
+        marketplace,
+    };
+    let forming = total >= 3 && affected.len() >= threshold;
+    let mut events = Vec::new();
+    let kind = FindingKind::Unreachable;
+    match group.open.get_mut(&kind) {
+        Some(inc) if !forming => {
+            let mut e = event(&store, inc, EventKind::Resolved, 0, now, &inc.detail);
+            e.affected = affected.to_vec();
+            events.push(e);
+            group.open.remove(&kind);
+        }
+        Some(inc) => {
+            inc.detail = format!("{} of {total} stores affected", affected.len());
+        }
+        None if forming && qualified >= threshold => {
+            let detail = format!("{} of {total} stores affected", affected.len());
+            let inc = Incident {
+                id: incident_id(&id, kind, now),
+                finding: kind,
+                severity: Severity::Unknown,
+                opened_at: now,
+                last_notified_at: now,
+                detail: detail.clone(),
+                reminders: 0,
+                clean: 0,
+                notified_threshold_secs: None,
+                grouped: false,
+            };
+            let mut e = event(&store, &inc, EventKind::Opened, 0, now, &detail);
+            e.affected = affected.to_vec();
+            events.push(e);
+            group.open.insert(kind, inc);
+        }
+        None => {}
+    }
+    (events, forming || group.open.contains_key(&kind))
 }
 
 #[cfg(test)]
@@ -555,6 +630,40 @@ mod tests {
             event_id(&a, EventKind::Reminder, 1),
             event_id(&a, EventKind::Reminder, 2)
         );
+    }
+
+    #[test]
+    fn group_opens_once_and_resolves_as_one() {
+        let mut g = StoreHealth::default();
+        let names: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        // 10 of 40 affected: below half.
+        let (ev, hold) = apply_group(&mut g, Marketplace::Ozon, 40, &names[..10], 10, t(0));
+        assert!(ev.is_empty() && !hold);
+        // 37 affected but not yet for failure_threshold checks: forming, holds per-store alerts.
+        let (ev, hold) = apply_group(&mut g, Marketplace::Ozon, 40, &names[..37], 0, t(1));
+        assert!(ev.is_empty() && hold);
+        let (ev, hold) = apply_group(&mut g, Marketplace::Ozon, 40, &names[..37], 37, t(2));
+        assert_eq!(
+            kinds(&ev),
+            vec![(EventKind::Opened, FindingKind::Unreachable)]
+        );
+        assert_eq!(ev[0].affected.len(), 37);
+        assert_eq!(ev[0].store_id, "marketplace:ozon");
+        assert!(hold);
+        let (ev, _) = apply_group(&mut g, Marketplace::Ozon, 40, &names[..38], 38, t(3));
+        assert!(ev.is_empty(), "no second open");
+        let (ev, hold) = apply_group(&mut g, Marketplace::Ozon, 40, &names[..2], 2, t(4));
+        assert_eq!(
+            kinds(&ev),
+            vec![(EventKind::Resolved, FindingKind::Unreachable)]
+        );
+        assert!(!hold);
+        // Two stores of a marketplace of two never group.
+        let mut small = StoreHealth::default();
+        let (ev, hold) = apply_group(&mut small, Marketplace::Amazon, 2, &names[..2], 2, t(5));
+        assert!(ev.is_empty() && !hold);
+        assert_eq!(group_threshold(5), 3);
+        assert_eq!(group_threshold(9), 5);
     }
 
     mod props {

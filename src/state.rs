@@ -97,6 +97,16 @@ pub struct OutboxRow {
     pub event: AlertEvent,
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
+    /// Held by a maintenance window or silence until `next_attempt`: decide at release.
+    pub held: bool,
+}
+
+/// An event with the channels it goes to, and the end of a maintenance window holding it.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    pub event: AlertEvent,
+    pub channels: Vec<String>,
+    pub hold_until: Option<DateTime<Utc>>,
 }
 
 /// An incident as recorded (open or resolved).
@@ -171,7 +181,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at_ms INTEGER,
     gave_up_at_ms INTEGER,
     last_error TEXT,
+    held INTEGER NOT NULL DEFAULT 0,
     UNIQUE (event_id, channel)
+);
+CREATE TABLE IF NOT EXISTS silences (
+    store_id TEXT PRIMARY KEY,
+    until_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_attempt_ms)
     WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL;
@@ -291,11 +306,20 @@ impl State {
         &self,
         outcome: &Outcome,
         health: &StoreHealth,
-        routed: &[(AlertEvent, Vec<String>)],
+        routed: &[Routed],
         backoff: Backoff,
+        group: Option<(&str, &StoreHealth)>,
     ) -> Result<(), StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        if let Some((id, g)) = group {
+            let json = serde_json::to_string(g).map_err(|e| StateError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO stores (store_id, health) VALUES (?1, ?2)
+                 ON CONFLICT (store_id) DO UPDATE SET health = ?2",
+                params![id, json],
+            )?;
+        }
         let health_json =
             serde_json::to_string(health).map_err(|e| StateError::Corrupt(e.to_string()))?;
         let outcome_json =
@@ -343,19 +367,19 @@ impl State {
                 outcome.facts.account
             ],
         )?;
-        for (event, channels) in routed {
-            record_event(&tx, event, channels)?;
+        for r in routed {
+            record_event(&tx, r)?;
         }
         tx.commit()?;
         Ok(())
     }
 
     /// Queues events that do not come from a check (grouped incidents, daemon faults).
-    pub fn record_events(&self, routed: &[(AlertEvent, Vec<String>)]) -> Result<(), StateError> {
+    pub fn record_events(&self, routed: &[Routed]) -> Result<(), StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        for (event, channels) in routed {
-            record_event(&tx, event, channels)?;
+        for r in routed {
+            record_event(&tx, r)?;
         }
         tx.commit()?;
         Ok(())
@@ -370,7 +394,7 @@ impl State {
     ) -> Result<Vec<OutboxRow>, StateError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT o.seq, o.channel, o.payload, o.attempts, o.created_at_ms FROM outbox o
+            "SELECT o.seq, o.channel, o.payload, o.attempts, o.created_at_ms, o.held FROM outbox o
              WHERE o.delivered_at_ms IS NULL AND o.gave_up_at_ms IS NULL AND o.next_attempt_ms <= ?1
                AND NOT EXISTS (SELECT 1 FROM outbox p
                    WHERE p.channel = o.channel AND p.store_id = o.store_id AND p.seq < o.seq
@@ -384,11 +408,12 @@ impl State {
                 r.get::<_, String>(2)?,
                 r.get::<_, i64>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, channel, payload, attempts, created) = row?;
+            let (seq, channel, payload, attempts, created, held) = row?;
             let event: AlertEvent = serde_json::from_str(&payload)
                 .map_err(|e| StateError::Corrupt(format!("outbox row {seq}: {e}")))?;
             out.push(OutboxRow {
@@ -397,6 +422,7 @@ impl State {
                 event,
                 attempts: attempts as u32,
                 created_at: from_ms(created),
+                held: held != 0,
             });
         }
         Ok(out)
@@ -529,6 +555,54 @@ impl State {
         Ok(n as u64)
     }
 
+    /// Whether an incident is still open.
+    pub fn incident_open(&self, incident_id: &str) -> Result<bool, StateError> {
+        let v: Option<Option<i64>> = self
+            .conn()
+            .query_row(
+                "SELECT resolved_at_ms FROM incidents WHERE incident_id = ?1",
+                [incident_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(matches!(v, Some(None)))
+    }
+
+    /// Whether the incident's `opened` alert reached `channel`.
+    pub fn opened_delivered(&self, incident_id: &str, channel: &str) -> Result<bool, StateError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM outbox WHERE channel = ?2 AND delivered_at_ms IS NOT NULL
+               AND json_extract(payload, '$.incident_id') = ?1 AND json_extract(payload, '$.event') = 'opened'",
+            params![incident_id, channel],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Silences a store's notifications until `until` (`storeguard silence`).
+    pub fn set_silence(&self, store_id: &str, until: DateTime<Utc>) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO silences (store_id, until_ms) VALUES (?1, ?2)
+             ON CONFLICT (store_id) DO UPDATE SET until_ms = ?2",
+            params![store_id, ms(until)],
+        )?;
+        Ok(())
+    }
+
+    /// Silences still in force at `now`.
+    pub fn silences(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<String, DateTime<Utc>>, StateError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT store_id, until_ms FROM silences WHERE until_ms > ?1")?;
+        let rows = stmt.query_map([ms(now)], |r| {
+            Ok((r.get::<_, String>(0)?, from_ms(r.get(1)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
     pub fn integrity_check(&self) -> Result<String, StateError> {
         Ok(self
@@ -551,11 +625,8 @@ impl State {
     }
 }
 
-fn record_event(
-    tx: &rusqlite::Transaction<'_>,
-    event: &AlertEvent,
-    channels: &[String],
-) -> Result<(), StateError> {
+fn record_event(tx: &rusqlite::Transaction<'_>, routed: &Routed) -> Result<(), StateError> {
+    let event = &routed.event;
     use crate::alert::EventKind;
     match event.event {
         EventKind::Opened => {
@@ -586,11 +657,15 @@ fn record_event(
         }
     }
     let payload = serde_json::to_string(event).map_err(|e| StateError::Corrupt(e.to_string()))?;
-    for channel in channels {
+    let (next, held) = match routed.hold_until {
+        Some(t) => (ms(t), 1),
+        None => (ms(event.created_at), 0),
+    };
+    for channel in &routed.channels {
         tx.execute(
-            "INSERT OR IGNORE INTO outbox (event_id, channel, store_id, payload, created_at_ms, next_attempt_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![event.event_id, channel, event.store_id, payload, ms(event.created_at)],
+            "INSERT OR IGNORE INTO outbox (event_id, channel, store_id, payload, created_at_ms, next_attempt_ms, held)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![event.event_id, channel, event.store_id, payload, ms(event.created_at), next, held],
         )?;
     }
     Ok(())
@@ -634,12 +709,16 @@ mod tests {
         let events = apply(&mut h, &store, &o, &rules(), now);
         let routed: Vec<_> = events
             .into_iter()
-            .map(|e| (e, vec!["hook".to_string()]))
+            .map(|event| Routed {
+                event,
+                channels: vec!["hook".to_string()],
+                hold_until: None,
+            })
             .collect();
-        st.record_check(&o, &h, &routed, Backoff::default())
+        st.record_check(&o, &h, &routed, Backoff::default(), None)
             .unwrap();
         // Recording the same events again (a retried transaction) adds nothing.
-        st.record_check(&o, &h, &routed, Backoff::default())
+        st.record_check(&o, &h, &routed, Backoff::default(), None)
             .unwrap();
         assert_eq!(st.outbox_depth().unwrap(), 1);
         let due = st.due_outbox(now, 10).unwrap();
@@ -678,12 +757,13 @@ mod tests {
             affected: vec![],
             test: false,
         };
-        st.record_events(&[
-            (mk("a1", "a"), vec!["hook".into()]),
-            (mk("a2", "a"), vec!["hook".into()]),
-            (mk("b1", "b"), vec!["hook".into()]),
-        ])
-        .unwrap();
+        let r = |e: AlertEvent| Routed {
+            event: e,
+            channels: vec!["hook".into()],
+            hold_until: None,
+        };
+        st.record_events(&[r(mk("a1", "a")), r(mk("a2", "a")), r(mk("b1", "b"))])
+            .unwrap();
         let due = st.due_outbox(now, 10).unwrap();
         let ids: Vec<_> = due.iter().map(|r| r.event.event_id.as_str()).collect();
         assert_eq!(ids, vec!["a1", "b1"]);

@@ -56,6 +56,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Show a store's login records
     History(status::HistoryArgs),
+    /// Hold a store's notifications for a while (checks still run and are recorded)
+    Silence(status::SilenceArgs),
     /// Check stores' logins now; exit code = worst status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
     Check(check::CheckArgs),
     /// Alert channels: send a test message
@@ -143,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&config_path, args),
         Command::Status(args) => status::status(&config_path, args),
         Command::History(args) => status::history(&config_path, args),
+        Command::Silence(args) => status::silence(&config_path, args),
         Command::Check(args) => check::run(&config_path, args),
         Command::Alert(cmd) => alert_cmd::run(&config_path, cmd),
     }

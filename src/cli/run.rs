@@ -160,10 +160,15 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             problems.join("\n")
         ));
     }
-    let api_token = vault
+    let daemon_entry = vault
         .load(&EntryId::daemon(), Schema::Daemon, &identity)
-        .ok()
+        .ok();
+    let api_token = daemon_entry
+        .as_ref()
         .and_then(|d| d.get("api_token").cloned());
+    let heartbeat_url = daemon_entry
+        .as_ref()
+        .and_then(|d| d.get("heartbeat_url").cloned());
     if api_token.is_none() {
         tracing::warn!(
             "no daemon/api entry in the vault: POST requests to the status API are refused (create one with `storeguard vault put daemon/api`)"
@@ -182,6 +187,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             parts,
             daemon::Options {
                 api_token,
+                heartbeat_url,
                 ..daemon::Options::default()
             },
             reload_rx,

@@ -19,6 +19,15 @@ pub struct StatusArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SilenceArgs {
+    /// Store id
+    pub store: String,
+    /// How long to hold its notifications (checks still run and are recorded), e.g. 2h
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: String,
+}
+
+#[derive(Args, Debug)]
 pub struct HistoryArgs {
     /// Store id
     pub store: String,
@@ -234,6 +243,61 @@ pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
     line(headers.iter().map(|s| s.to_string()).collect());
     for r in rows {
         line(r.to_vec());
+    }
+}
+
+/// `storeguard silence STORE --for 2h`: through the running daemon, else in the state file
+/// (the daemon reads it at start).
+pub fn silence(config_path: &Path, args: SilenceArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    if config.store(&args.store).is_none() {
+        anyhow::bail!("store `{}` is not in {}", args.store, config.path.display());
+    }
+    let duration =
+        crate::duration::parse(&args.duration).map_err(|e| anyhow::anyhow!("--for: {e}"))?;
+    let token = api_token(&config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let via_daemon = rt.block_on(async {
+        let client = crate::http::client_builder(Duration::from_secs(3))
+            .build()
+            .ok()?;
+        let mut req = client
+            .post(format!(
+                "{}/api/v1/stores/{}/silence",
+                api_base(&config),
+                args.store
+            ))
+            .query(&[("for", args.duration.as_str())]);
+        if let Some(t) = &token {
+            req = req.bearer_auth(secrecy::ExposeSecret::expose_secret(t));
+        }
+        let resp = req.send().await.ok()?;
+        Some((
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        ))
+    });
+    match via_daemon {
+        Some((200, until)) => {
+            println!("{} silenced until {}", args.store, until.trim());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((401, _)) => anyhow::bail!(
+            "the daemon refused the request: this user cannot read the API token in the vault\n  help: run as the user that owns the identity, or as root"
+        ),
+        Some((status, body)) => anyhow::bail!("the daemon answered {status}: {}", body.trim()),
+        None => {
+            let until = Utc::now() + chrono::Duration::from_std(duration)?;
+            State::open(&config.daemon.state_dir)?.set_silence(&args.store, until)?;
+            println!(
+                "{} silenced until {} (daemon not running; it applies at start)",
+                args.store,
+                until.to_rfc3339()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

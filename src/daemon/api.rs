@@ -183,12 +183,42 @@ async fn check_now(
     (StatusCode::ACCEPTED, "check queued\n").into_response()
 }
 
+#[derive(Deserialize)]
+struct SilenceQuery {
+    #[serde(rename = "for")]
+    duration: String,
+}
+
+async fn silence(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<SilenceQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorised(&shared, &headers) {
+        return unauthorised();
+    }
+    let duration = match crate::duration::parse(&q.duration) {
+        Ok(d) if d <= std::time::Duration::from_secs(90 * 86_400) => d,
+        Ok(_) => return (StatusCode::BAD_REQUEST, "at most 90d\n").into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    if id.len() > 64 {
+        return (StatusCode::NOT_FOUND, "no such store\n").into_response();
+    }
+    match super::silence(&shared, &id, duration) {
+        Ok(until) => (StatusCode::OK, format!("{}\n", until.to_rfc3339())).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no such store\n").into_response(),
+    }
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/stores", get(stores))
         .route("/api/v1/stores/{id}/check", post(check_now))
+        .route("/api/v1/stores/{id}/silence", post(silence))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(shared)
 }

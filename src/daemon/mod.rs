@@ -14,7 +14,7 @@ use crate::config::{Config, Store};
 use crate::health::{self, Rules, StoreHealth, StoreRef};
 use crate::model::Marketplace;
 use crate::outcome::{FindingKind, Outcome, Status};
-use crate::state::{Backoff, State};
+use crate::state::{Backoff, Routed, State};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -97,6 +97,8 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     pub limits: Limits,
     pub api_token: RwLock<Option<secrecy::SecretString>>,
+    /// Ad-hoc silences (`storeguard silence`), store id → until.
+    pub silences: Mutex<HashMap<String, DateTime<Utc>>>,
     check_now: mpsc::UnboundedSender<String>,
     outbox_kick: Notify,
     replan: Notify,
@@ -155,6 +157,8 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
     pub api_token: Option<secrecy::SecretString>,
+    /// Dead-man's switch: pinged every minute while healthy, `<url>/fail` when not.
+    pub heartbeat_url: Option<secrecy::SecretString>,
 }
 
 impl Default for Options {
@@ -163,6 +167,7 @@ impl Default for Options {
             clock: Arc::new(crate::clock::SystemClock),
             limits: Limits::default(),
             api_token: None,
+            heartbeat_url: None,
         }
     }
 }
@@ -180,6 +185,7 @@ pub async fn run(
         clock,
         limits,
         api_token,
+        heartbeat_url,
     } = options;
     let state = Arc::new(State::open(&config.daemon.state_dir)?);
     let (probe, sender) = parts.build(&config)?;
@@ -199,6 +205,7 @@ pub async fn run(
             },
         );
     }
+    let silences = state.silences(clock.now())?;
     let (check_tx, check_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         live: RwLock::new(Arc::new(Live {
@@ -213,6 +220,7 @@ pub async fn run(
         metrics: metrics::Metrics::default(),
         limits,
         api_token: RwLock::new(api_token),
+        silences: Mutex::new(silences),
         check_now: check_tx,
         outbox_kick: Notify::new(),
         replan: Notify::new(),
@@ -230,6 +238,9 @@ pub async fn run(
     tracker.spawn(deliver_loop(shared.clone(), cancel.clone()));
     tracker.spawn(reload_loop(shared.clone(), parts, reload, cancel.clone()));
     tracker.spawn(housekeeping(shared.clone(), cancel.clone()));
+    if let Some(url) = heartbeat_url {
+        tracker.spawn(heartbeat(shared.clone(), url, cancel.clone()));
+    }
     let checks = TaskTracker::new();
     let sched = tokio::spawn(schedule_loop(
         shared.clone(),
@@ -398,15 +409,15 @@ fn spawn_check(
 
 /// Probe → health → one SQLite transaction → memory. Memory advances only when the write
 /// succeeded, so a failed write (disk full) loses no event: the next check derives it again.
+/// The post-probe part runs under the store-map lock, so marketplace-wide grouping sees a
+/// consistent picture and two checks cannot both open the same grouped incident.
 pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     let live = shared.live();
     let started = shared.clock.now();
     let outcome = live.probe.check(&store.id, started).await;
     let now = shared.clock.now();
-    let prev = {
-        let mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
-        mem.get(&store.id).cloned().unwrap_or_default()
-    };
+    let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
+    let prev = mem.get(&store.id).cloned().unwrap_or_default();
     let mut health = prev.health.clone();
     let store_ref = StoreRef {
         id: &store.id,
@@ -414,44 +425,143 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
         marketplace: store.marketplace,
     };
     let events = health::apply(&mut health, &store_ref, &outcome, &live.rules, now);
-    let routed: Vec<(AlertEvent, Vec<String>)> = events
-        .into_iter()
-        .map(|e| {
-            let ch = crate::route::channels_for(&live.config, &e);
-            (e, ch)
-        })
+
+    // Marketplace-wide grouping over the latest picture (this store's new outcome included).
+    let group_id = format!(
+        "{}{}",
+        crate::route::GROUP_PREFIX,
+        store.marketplace.as_str()
+    );
+    let peers: Vec<&Store> = live
+        .config
+        .stores
+        .iter()
+        .filter(|s| s.enabled && s.marketplace == store.marketplace)
         .collect();
+    let mut affected = Vec::new();
+    let mut qualified = 0;
+    for peer in &peers {
+        let (last, h) = if peer.id == store.id {
+            (Some(&outcome), &health)
+        } else {
+            match mem.get(&peer.id) {
+                Some(m) => (m.last.as_ref(), &m.health),
+                None => continue,
+            }
+        };
+        if last.is_some_and(health::is_outage) {
+            affected.push(peer.id.clone());
+            let streak = [FindingKind::Unreachable, FindingKind::RateLimited]
+                .iter()
+                .any(|k| {
+                    h.open.contains_key(k)
+                        || h.streaks.get(k).copied().unwrap_or(0) >= live.rules.failure_threshold
+                });
+            if streak {
+                qualified += 1;
+            }
+        }
+    }
+    let prev_group = mem
+        .get(&group_id)
+        .map(|m| m.health.clone())
+        .unwrap_or_default();
+    let mut group = prev_group.clone();
+    let (group_events, hold_outage) = health::apply_group(
+        &mut group,
+        store.marketplace,
+        peers.len(),
+        &affected,
+        qualified,
+        now,
+    );
+
+    // Routing: outage alerts covered by the group are not sent on their own; maintenance
+    // windows and silences hold the rest until they end.
+    let silenced = shared
+        .silences
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&store.id)
+        .copied();
+    let hold_until = crate::route::held_until(&live.config, store, silenced, now);
+    let mut routed = Vec::new();
+    for e in events {
+        let grouped = match e.event {
+            crate::alert::EventKind::Opened => {
+                let g = hold_outage
+                    && e.finding.needs_threshold()
+                    && e.finding != FindingKind::VaultUnreadable
+                    && e.finding != FindingKind::ProtocolError;
+                if g && let Some(inc) = health.open.get_mut(&e.finding) {
+                    inc.grouped = true;
+                }
+                g
+            }
+            _ => prev
+                .health
+                .open
+                .get(&e.finding)
+                .is_some_and(|i| i.id == e.incident_id && i.grouped),
+        };
+        let channels = if grouped {
+            Vec::new()
+        } else {
+            crate::route::channels_for(&live.config, &e)
+        };
+        routed.push(Routed {
+            event: e,
+            channels,
+            hold_until,
+        });
+    }
+    for e in group_events {
+        let channels = crate::route::channels_for(&live.config, &e);
+        routed.push(Routed {
+            event: e,
+            channels,
+            hold_until: None,
+        });
+    }
     let backoff = if manual && outcome.status == Status::Ok {
         Backoff::default()
     } else {
         next_backoff(prev.backoff, &outcome, now)
     };
-    let write = shared
-        .state
-        .record_check(&outcome, &health, &routed, backoff);
+    let group_changed = group != prev_group;
+    let write = shared.state.record_check(
+        &outcome,
+        &health,
+        &routed,
+        backoff,
+        group_changed.then_some((group_id.as_str(), &group)),
+    );
     shared.metrics.record_check(&outcome);
     match write {
         Ok(()) => {
             if shared.metrics.state_fault.swap(false, Ordering::Relaxed) {
                 tracing::info!("state database writable again");
             }
-            for (e, ch) in &routed {
+            for r in &routed {
                 tracing::info!(
-                    store = %e.store_id,
-                    event = e.event.as_str(),
-                    finding = e.finding.as_str(),
-                    channels = ch.len(),
+                    store = %r.event.store_id,
+                    event = r.event.event.as_str(),
+                    finding = r.event.finding.as_str(),
+                    channels = r.channels.len(),
+                    held = r.hold_until.is_some(),
                     "incident {}",
-                    e.event.as_str()
+                    r.event.event.as_str()
                 );
             }
-            let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
             let m = mem.entry(store.id.clone()).or_default();
             m.health = health;
             m.last = Some(outcome);
             m.backoff = backoff;
+            if group_changed {
+                mem.entry(group_id).or_default().health = group;
+            }
             drop(mem);
-            if !routed.is_empty() {
+            if routed.iter().any(|r| !r.channels.is_empty()) {
                 shared.outbox_kick.notify_one();
             }
         }
@@ -463,7 +573,6 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
             shared.metrics.state_fault.store(true, Ordering::Relaxed);
             tracing::error!(store = %store.id, disk_full = e.is_disk_full(), "cannot record the check: {e}");
             // Keep the outcome visible in status, but not the health transition.
-            let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
             mem.entry(store.id.clone()).or_default().last = Some(outcome);
         }
     }
@@ -513,6 +622,17 @@ async fn deliver_loop(shared: Arc<Shared>, cancel: CancellationToken) {
                 let _ = shared.state.mark_gave_up(row.seq, now, "too old");
                 continue;
             }
+            if row.held && !still_relevant(&shared.state, row) {
+                shared
+                    .metrics
+                    .alert(&row.channel, "dropped_after_maintenance");
+                let _ = shared.state.mark_gave_up(
+                    row.seq,
+                    now,
+                    "held for maintenance; no longer relevant",
+                );
+                continue;
+            }
             let verdict = live.sender.send(&row.channel, &row.event, now).await;
             let now = shared.clock.now();
             let result = match verdict {
@@ -551,6 +671,42 @@ async fn deliver_loop(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = shared.clock.sleep_until(wake) => {}
         }
     }
+}
+
+/// At the end of a maintenance window: an incident still open is notified; reminders held in
+/// the window are dropped; a resolution is sent only where its opening was.
+fn still_relevant(state: &State, row: &crate::state::OutboxRow) -> bool {
+    use crate::alert::EventKind;
+    let id = &row.event.incident_id;
+    match row.event.event {
+        EventKind::Opened => state.incident_open(id).unwrap_or(true),
+        EventKind::Reminder => false,
+        EventKind::Resolved => state.opened_delivered(id, &row.channel).unwrap_or(true),
+    }
+}
+
+/// Silences a store's notifications for `duration` (the `silence` API).
+pub fn silence(
+    shared: &Shared,
+    store_id: &str,
+    duration: Duration,
+) -> Result<DateTime<Utc>, String> {
+    if shared.live().config.store(store_id).is_none() {
+        return Err(format!("no store `{store_id}`"));
+    }
+    let until =
+        shared.clock.now() + chrono::Duration::from_std(duration).map_err(|e| e.to_string())?;
+    shared
+        .state
+        .set_silence(store_id, until)
+        .map_err(|e| e.to_string())?;
+    shared
+        .silences
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(store_id.to_string(), until);
+    tracing::info!(store = store_id, until = %until, "notifications silenced");
+    Ok(until)
 }
 
 async fn reload_loop(
@@ -597,7 +753,12 @@ async fn reload_loop(
                 let now = shared.clock.now();
                 let event = daemon_event(&format!("{e:#}"), now);
                 let channels = live.config.defaults.channels.clone();
-                if let Err(e) = shared.state.record_events(&[(event, channels)]) {
+                let routed = Routed {
+                    event,
+                    channels,
+                    hold_until: None,
+                };
+                if let Err(e) = shared.state.record_events(&[routed]) {
                     tracing::error!("cannot queue the reload alert: {e}");
                 }
                 shared.outbox_kick.notify_one();
@@ -626,6 +787,56 @@ fn daemon_event(detail: &str, now: DateTime<Utc>) -> AlertEvent {
         created_at: now,
         affected: Vec::new(),
         test: false,
+    }
+}
+
+/// Dead-man's switch, healthchecks-style: a ping every minute while the scheduler runs and the
+/// state database takes writes, `<url>/fail` with a short reason otherwise. At most 3 tries of
+/// 10 s each per minute; the URL (a secret) never reaches a log line.
+async fn heartbeat(shared: Arc<Shared>, url: secrecy::SecretString, cancel: CancellationToken) {
+    use secrecy::ExposeSecret;
+    let Ok(client) = crate::http::client_builder(Duration::from_secs(10)).build() else {
+        return;
+    };
+    let base = url.expose_secret().trim_end_matches('/').to_string();
+    if url::Url::parse(&base).map_or(true, |u| crate::http::check_url(&u).is_err()) {
+        tracing::error!(
+            "heartbeat_url is not an https URL (plain http only to loopback); the dead-man's switch is off"
+        );
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        let now = shared.clock.now();
+        let fault = if !shared.scheduler_alive(now) {
+            Some("scheduler stalled")
+        } else if shared.metrics.state_fault.load(Ordering::Relaxed) {
+            Some("state database not writable")
+        } else {
+            None
+        };
+        for attempt in 0..3 {
+            let req = match fault {
+                None => client.get(&base),
+                Some(reason) => client.post(format!("{base}/fail")).body(reason),
+            };
+            match req.send().await {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => tracing::warn!(
+                    status = r.status().as_u16(),
+                    attempt,
+                    "heartbeat ping refused"
+                ),
+                Err(e) => tracing::warn!(
+                    attempt,
+                    "heartbeat ping failed: {}",
+                    crate::http::HttpError::from_reqwest(e)
+                ),
+            }
+        }
     }
 }
 
