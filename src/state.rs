@@ -301,18 +301,19 @@ impl State {
     }
 
     /// Records one check: history row, store health, incidents and outbox rows, atomically.
-    /// `routed` pairs each event with the channels it goes to.
+    /// `routed` pairs each event with the channels it goes to; `others` are health rows of other
+    /// stores (or a grouped incident) that change in the same transaction.
     pub fn record_check(
         &self,
         outcome: &Outcome,
         health: &StoreHealth,
         routed: &[Routed],
         backoff: Backoff,
-        group: Option<(&str, &StoreHealth)>,
+        others: &[(&str, &StoreHealth)],
     ) -> Result<(), StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        if let Some((id, g)) = group {
+        for (id, g) in others {
             let json = serde_json::to_string(g).map_err(|e| StateError::Corrupt(e.to_string()))?;
             tx.execute(
                 "INSERT INTO stores (store_id, health) VALUES (?1, ?2)
@@ -715,10 +716,10 @@ mod tests {
                 hold_until: None,
             })
             .collect();
-        st.record_check(&o, &h, &routed, Backoff::default(), None)
+        st.record_check(&o, &h, &routed, Backoff::default(), &[])
             .unwrap();
         // Recording the same events again (a retried transaction) adds nothing.
-        st.record_check(&o, &h, &routed, Backoff::default(), None)
+        st.record_check(&o, &h, &routed, Backoff::default(), &[])
             .unwrap();
         assert_eq!(st.outbox_depth().unwrap(), 1);
         let due = st.due_outbox(now, 10).unwrap();

@@ -156,23 +156,43 @@ where
 }
 
 async fn world(stores: Vec<StoreSpec>, port: u16, receiver: &Receiver, remind: &str) -> World {
+    world_with(stores, port, &[("hook", "", receiver)], remind, "").await
+}
+
+/// A world whose default channels are webhooks `(name, extra settings, receiver)`.
+async fn world_with(
+    stores: Vec<StoreSpec>,
+    port: u16,
+    hooks: &[(&str, &str, &Receiver)],
+    remind: &str,
+    extra: &str,
+) -> World {
+    let mut channels_toml = String::new();
+    for (name, settings, _) in hooks {
+        channels_toml.push_str(&format!(
+            "[[channel]]\nname = \"{name}\"\nkind = \"webhook\"\n{settings}\n"
+        ));
+    }
+    channels_toml.push_str(extra);
     let wc = WorldConfig {
         schedule: "* * * * * *".into(),
         failure_threshold: 1,
         success_threshold: 1,
         remind_every: remind.into(),
         listen: format!("127.0.0.1:{port}"),
-        extra: "[[channel]]\nname = \"hook\"\nkind = \"webhook\"\n".into(),
-        channels: vec!["hook".into()],
+        extra: channels_toml,
+        channels: hooks.iter().map(|(n, _, _)| n.to_string()).collect(),
         ..WorldConfig::default()
     };
     let w = World::build(stores, wc).await.unwrap();
-    w.put_channel(
-        "hook",
-        ChannelKind::Webhook,
-        &format!("url = \"{}\"\n", receiver.url),
-    )
-    .unwrap();
+    for (name, _, receiver) in hooks {
+        w.put_channel(
+            name,
+            ChannelKind::Webhook,
+            &format!("url = \"{}\"\n", receiver.url),
+        )
+        .unwrap();
+    }
     w
 }
 
@@ -590,6 +610,175 @@ async fn metrics_pass_promtool_and_api_needs_the_token_for_post() {
             .status()
             .as_u16(),
         404
+    );
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_filters_pick_channels_per_store_and_event() {
+    let ozon_only = Receiver::start().await;
+    let resolved_only = Receiver::start().await;
+    let port = free_port();
+    let hooks = [
+        ("ozon-hook", "stores = [\"ozon-*\"]", &ozon_only),
+        ("resolved-hook", "events = [\"resolved\"]", &resolved_only),
+    ];
+    let w = world_with(vec![ozon("ozon-a"), ozon("shop-b")], port, &hooks, "1h", "").await;
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "shop-b").await;
+    w.set_scenario("ozon-a", Scenario::CompanyBlocked);
+    w.set_scenario("shop-b", Scenario::CompanyBlocked);
+    eventually(Duration::from_secs(20), "ozon-a opened", || async {
+        ozon_only.events("ozon-a", "opened").len() == 1
+    })
+    .await;
+    w.set_scenario("ozon-a", Scenario::Healthy);
+    w.set_scenario("shop-b", Scenario::Healthy);
+    eventually(Duration::from_secs(20), "both resolved", || async {
+        resolved_only.events("ozon-a", "resolved").len() == 1
+            && resolved_only.events("shop-b", "resolved").len() == 1
+    })
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "ozon-a resolved on its hook",
+        || async { ozon_only.events("ozon-a", "resolved").len() == 1 },
+    )
+    .await;
+    assert!(
+        ozon_only
+            .delivered()
+            .iter()
+            .all(|r| r.field("store_id") == "ozon-a"),
+        "store filter"
+    );
+    assert!(
+        resolved_only
+            .delivered()
+            .iter()
+            .all(|r| r.field("event") == "resolved"),
+        "event filter"
+    );
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_holds_notifications_and_releases_what_is_still_open() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let now = chrono::Utc::now();
+    let end = now + chrono::Duration::seconds(8);
+    let window = format!(
+        "[[maintenance]]\nname = \"upgrade\"\nstart = \"{}\"\nend = \"{}\"\nstores = [\"held-*\"]\n",
+        (now - chrono::Duration::minutes(1)).to_rfc3339(),
+        end.to_rfc3339()
+    );
+    let w = world_with(
+        vec![ozon("held-a"), ozon("held-b"), ozon("free")],
+        port,
+        &[("hook", "", &receiver)],
+        "1h",
+        &window,
+    )
+    .await;
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "held-b").await;
+    w.set_scenario("held-a", Scenario::CompanyBlocked);
+    w.set_scenario("held-b", Scenario::CompanyBlocked);
+    w.set_scenario("free", Scenario::CompanyBlocked);
+    eventually(
+        Duration::from_secs(20),
+        "free store alerts at once",
+        || async { receiver.events("free", "opened").len() == 1 },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "held stores checked and recorded",
+        || async {
+            d.store("held-a")
+                .await
+                .is_some_and(|s| s["status"] == "CRITICAL")
+                && d.store("held-b")
+                    .await
+                    .is_some_and(|s| s["status"] == "CRITICAL")
+        },
+    )
+    .await;
+    // held-b recovers inside the window: nothing about it is ever sent.
+    w.set_scenario("held-b", Scenario::Healthy);
+    eventually(Duration::from_secs(20), "held-b recovered", || async {
+        d.store("held-b").await.is_some_and(|s| s["status"] == "OK")
+    })
+    .await;
+    assert!(
+        chrono::Utc::now() < end,
+        "the window ended too early for the test"
+    );
+    assert!(
+        receiver.events("held-a", "opened").is_empty(),
+        "held during the window"
+    );
+    // After the window: held-a (still broken) is notified once; held-b never.
+    eventually(Duration::from_secs(30), "held-a released", || async {
+        receiver.events("held-a", "opened").len() == 1
+    })
+    .await;
+    let b: Vec<_> = receiver
+        .delivered()
+        .into_iter()
+        .filter(|r| r.field("store_id") == "held-b")
+        .collect();
+    assert!(b.is_empty(), "{b:?}");
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketplace_outage_is_one_grouped_incident() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let stores: Vec<_> = (0..6).map(|i| ozon(&format!("ozon-{i}"))).collect();
+    let w = world(stores, port, &receiver, "1h").await;
+    let d = Daemon::start(&w, port);
+    for i in 0..6 {
+        wait_checked(&d, &format!("ozon-{i}")).await;
+    }
+    for i in 0..6 {
+        w.set_scenario(&format!("ozon-{i}"), Scenario::ServerError);
+    }
+    eventually(Duration::from_secs(20), "grouped opened", || async {
+        receiver.events("marketplace:ozon", "opened").len() == 1
+    })
+    .await;
+    let opened = &receiver.events("marketplace:ozon", "opened")[0];
+    assert!(
+        opened.body["affected"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 3)
+    );
+    for i in 0..6 {
+        w.set_scenario(&format!("ozon-{i}"), Scenario::Healthy);
+    }
+    eventually(Duration::from_secs(20), "grouped resolved", || async {
+        receiver.events("marketplace:ozon", "resolved").len() == 1
+    })
+    .await;
+    // A few more checks, then: only the grouped pair was sent, never per-store outage alerts.
+    let last = d.store("ozon-0").await.unwrap()["last_check"].clone();
+    eventually(Duration::from_secs(10), "more checks", || async {
+        d.store("ozon-0")
+            .await
+            .is_some_and(|s| s["last_check"] != last)
+    })
+    .await;
+    let all = receiver.delivered();
+    assert_eq!(
+        all.len(),
+        2,
+        "{:?}",
+        all.iter()
+            .map(|r| (r.field("store_id"), r.field("event")))
+            .collect::<Vec<_>>()
     );
     assert!(d.stop().success());
 }

@@ -485,6 +485,12 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
         .get(&store.id)
         .copied();
     let hold_until = crate::route::held_until(&live.config, store, silenced, now);
+    // Stores of one sweep finish at different moments: an outage alert waits a sweep's spread
+    // (jitter + probe timeout) so that a grouped incident forming meanwhile can replace it.
+    let sweep_grace = chrono::Duration::from_std(
+        (store.schedule.min_interval() / 10).min(Duration::from_secs(30)) + store.timeout,
+    )
+    .unwrap_or_default();
     let mut routed = Vec::new();
     for e in events {
         let grouped = match e.event {
@@ -509,11 +515,46 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
         } else {
             crate::route::channels_for(&live.config, &e)
         };
+        let outage_opened = e.event == crate::alert::EventKind::Opened
+            && matches!(
+                e.finding,
+                FindingKind::Unreachable | FindingKind::RateLimited
+            );
+        let hold = if outage_opened && !grouped {
+            hold_until.max(Some(now + sweep_grace))
+        } else {
+            hold_until
+        };
         routed.push(Routed {
             event: e,
             channels,
-            hold_until,
+            hold_until: hold,
         });
+    }
+    // A grouped incident that opens now covers the outage incidents already open in its stores.
+    let mut covered: Vec<(String, StoreHealth)> = Vec::new();
+    if group_events
+        .iter()
+        .any(|e| e.event == crate::alert::EventKind::Opened)
+    {
+        for id in &affected {
+            let h = if *id == store.id {
+                &mut health
+            } else {
+                match mem.get(id) {
+                    Some(m) => {
+                        covered.push((id.clone(), m.health.clone()));
+                        &mut covered.last_mut().expect("just pushed").1
+                    }
+                    None => continue,
+                }
+            };
+            for k in [FindingKind::Unreachable, FindingKind::RateLimited] {
+                if let Some(inc) = h.open.get_mut(&k) {
+                    inc.grouped = true;
+                }
+            }
+        }
     }
     for e in group_events {
         let channels = crate::route::channels_for(&live.config, &e);
@@ -529,13 +570,14 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
         next_backoff(prev.backoff, &outcome, now)
     };
     let group_changed = group != prev_group;
-    let write = shared.state.record_check(
-        &outcome,
-        &health,
-        &routed,
-        backoff,
-        group_changed.then_some((group_id.as_str(), &group)),
-    );
+    let mut extra: Vec<(&str, &StoreHealth)> =
+        covered.iter().map(|(id, h)| (id.as_str(), h)).collect();
+    if group_changed {
+        extra.push((group_id.as_str(), &group));
+    }
+    let write = shared
+        .state
+        .record_check(&outcome, &health, &routed, backoff, &extra);
     shared.metrics.record_check(&outcome);
     match write {
         Ok(()) => {
@@ -559,6 +601,9 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
             m.backoff = backoff;
             if group_changed {
                 mem.entry(group_id).or_default().health = group;
+            }
+            for (id, h) in covered {
+                mem.entry(id).or_default().health = h;
             }
             drop(mem);
             if routed.iter().any(|r| !r.channels.is_empty()) {
@@ -622,7 +667,7 @@ async fn deliver_loop(shared: Arc<Shared>, cancel: CancellationToken) {
                 let _ = shared.state.mark_gave_up(row.seq, now, "too old");
                 continue;
             }
-            if row.held && !still_relevant(&shared.state, row) {
+            if row.held && !still_relevant(&shared, row) {
                 shared
                     .metrics
                     .alert(&row.channel, "dropped_after_maintenance");
@@ -675,11 +720,22 @@ async fn deliver_loop(shared: Arc<Shared>, cancel: CancellationToken) {
 
 /// At the end of a maintenance window: an incident still open is notified; reminders held in
 /// the window are dropped; a resolution is sent only where its opening was.
-fn still_relevant(state: &State, row: &crate::state::OutboxRow) -> bool {
+fn still_relevant(shared: &Shared, row: &crate::state::OutboxRow) -> bool {
     use crate::alert::EventKind;
+    let state = &shared.state;
     let id = &row.event.incident_id;
     match row.event.event {
-        EventKind::Opened => state.incident_open(id).unwrap_or(true),
+        EventKind::Opened => {
+            // Covered by a grouped incident meanwhile: the group speaks for it.
+            let grouped = shared
+                .stores
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&row.event.store_id)
+                .and_then(|m| m.health.open.get(&row.event.finding))
+                .is_some_and(|i| i.id == *id && i.grouped);
+            !grouped && state.incident_open(id).unwrap_or(true)
+        }
         EventKind::Reminder => false,
         EventKind::Resolved => state.opened_delivered(id, &row.channel).unwrap_or(true),
     }
