@@ -97,6 +97,8 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     pub limits: Limits,
     pub api_token: RwLock<Option<secrecy::SecretString>>,
+    /// The open alert about the state database, if writes are failing.
+    fault_event: Mutex<Option<AlertEvent>>,
     /// Ad-hoc silences (`storeguard silence`), store id → until.
     pub silences: Mutex<HashMap<String, DateTime<Utc>>>,
     check_now: mpsc::UnboundedSender<String>,
@@ -221,6 +223,7 @@ pub async fn run(
         limits,
         api_token: RwLock::new(api_token),
         silences: Mutex::new(silences),
+        fault_event: Mutex::new(None),
         check_now: check_tx,
         outbox_kick: Notify::new(),
         replan: Notify::new(),
@@ -583,6 +586,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
         Ok(()) => {
             if shared.metrics.state_fault.swap(false, Ordering::Relaxed) {
                 tracing::info!("state database writable again");
+                fault_alert(shared, &live, None, now);
             }
             for r in &routed {
                 tracing::info!(
@@ -615,12 +619,67 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
                 .metrics
                 .state_write_errors
                 .fetch_add(1, Ordering::Relaxed);
-            shared.metrics.state_fault.store(true, Ordering::Relaxed);
+            let first = !shared.metrics.state_fault.swap(true, Ordering::Relaxed);
             tracing::error!(store = %store.id, disk_full = e.is_disk_full(), "cannot record the check: {e}");
+            if first {
+                let what = if e.is_disk_full() {
+                    "the disk is full"
+                } else {
+                    "a write failed"
+                };
+                fault_alert(
+                    shared,
+                    &live,
+                    Some(format!(
+                        "the state database cannot be written ({what}); checks go on, but login history and alerts are not recorded until there is room"
+                    )),
+                    now,
+                );
+            }
             // Keep the outcome visible in status, but not the health transition.
             mem.entry(store.id.clone()).or_default().last = Some(outcome);
         }
     }
+}
+
+/// Alerts about the state database go straight to the default channels: the outbox lives in
+/// that database and cannot take them. `Some(detail)` opens the fault, `None` resolves it.
+fn fault_alert(shared: &Shared, live: &Live, detail: Option<String>, now: DateTime<Utc>) {
+    let mut slot = shared.fault_event.lock().unwrap_or_else(|e| e.into_inner());
+    let event = match detail {
+        Some(d) => {
+            let e = daemon_event(&d, now);
+            *slot = Some(e.clone());
+            e
+        }
+        None => {
+            let Some(mut e) = slot.take() else { return };
+            e.event = crate::alert::EventKind::Resolved;
+            e.event_id = health::event_id(&e.incident_id, crate::alert::EventKind::Resolved, 0);
+            e.created_at = now;
+            e
+        }
+    };
+    let channels = crate::route::channels_for(&live.config, &event);
+    let sender = live.sender.clone();
+    let clock = shared.clock.clone();
+    tokio::spawn(async move {
+        for channel in channels {
+            for _ in 0..3 {
+                match sender.send(&channel, &event, clock.now()).await {
+                    Delivery::Delivered | Delivery::Permanent(_) => break,
+                    Delivery::Retry(after) => {
+                        tokio::time::sleep(
+                            after
+                                .unwrap_or(Duration::from_secs(2))
+                                .min(Duration::from_secs(10)),
+                        )
+                        .await
+                    }
+                }
+            }
+        }
+    });
 }
 
 fn retry_delay(limits: &Limits, attempts: u32, asked: Option<Duration>) -> Duration {
@@ -807,7 +866,12 @@ async fn reload_loop(
                 );
                 let live = shared.live();
                 let now = shared.clock.now();
-                let event = daemon_event(&format!("{e:#}"), now);
+                let event = daemon_event(
+                    &format!(
+                        "configuration reload rejected, previous configuration still running: {e:#}"
+                    ),
+                    now,
+                );
                 let channels = live.config.defaults.channels.clone();
                 let routed = Routed {
                     event,
@@ -823,7 +887,7 @@ async fn reload_loop(
     }
 }
 
-/// An alert about storeguard itself (a rejected reload), sent to the default channels.
+/// An alert about storeguard itself (a rejected reload, a state file it cannot write).
 fn daemon_event(detail: &str, now: DateTime<Utc>) -> AlertEvent {
     let first_line = crate::outcome::sanitize(detail.lines().next().unwrap_or(""), 300);
     let incident = health::incident_id("storeguard", FindingKind::DaemonFault, now);
@@ -836,9 +900,7 @@ fn daemon_event(detail: &str, now: DateTime<Utc>) -> AlertEvent {
         marketplace: Marketplace::Ozon,
         severity: crate::model::Severity::Warning,
         finding: FindingKind::DaemonFault,
-        detail: format!(
-            "configuration reload rejected, previous configuration still running: {first_line}"
-        ),
+        detail: first_line,
         opened_at: now,
         created_at: now,
         affected: Vec::new(),

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 pub use storeguard;
 
+pub mod proc;
 pub mod receiver;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_storeguard");

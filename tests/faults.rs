@@ -1,0 +1,452 @@
+//! Fault suites: a damaged vault on reload, a full state disk, a clock that jumps, and the daemon
+//! killed at random points of its sweeps and deliveries. Loopback only, bounded in time.
+
+mod util;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use storeguard::alert::{AlertEvent, Delivery, EventKind};
+use storeguard::clock::{BoxFuture, Clock, ManualClock};
+use storeguard::config::Config;
+use storeguard::daemon::{self, Parts, Probe, Sender, Shared};
+use storeguard::demo::{StoreSpec, World, WorldConfig};
+use storeguard::fake::Scenario;
+use storeguard::model::Marketplace;
+use util::proc::*;
+use util::receiver::{Receiver, SLOW, UP};
+
+fn ozon(id: &str) -> StoreSpec {
+    StoreSpec::new(id, id, Marketplace::Ozon)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_vault_entries_on_sighup_fail_alone() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let stores = ["garbage", "truncated", "other-key", "fine"]
+        .map(ozon)
+        .to_vec();
+    let w = world(stores, port, &receiver, "1h").await;
+    let d = Daemon::start(&w, port);
+    for id in ["garbage", "truncated", "other-key", "fine"] {
+        wait_checked(&d, id).await;
+    }
+    let dir = w.path().join("vault/stores");
+    std::fs::write(dir.join("garbage.age"), b"\x00\x01 this is not age \xff").unwrap();
+    let t = std::fs::read(dir.join("truncated.age")).unwrap();
+    std::fs::write(dir.join("truncated.age"), &t[..t.len() / 2]).unwrap();
+    let other = age::x25519::Identity::generate().to_public();
+    let sealed = storeguard::vault::encrypt(
+        b"client_id = \"1\"\napi_key = \"CANARY-fault-other\"\n",
+        &[other],
+    )
+    .unwrap();
+    std::fs::write(dir.join("other-key.age"), sealed).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    for id in ["garbage", "truncated", "other-key"] {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{id} unreadable"),
+            || async {
+                d.store(id).await.is_some_and(|s| {
+                    s["status"] == "UNKNOWN"
+                        && s["findings"]
+                            .as_array()
+                            .is_some_and(|f| f.iter().any(|f| f["kind"] == "vault_unreadable"))
+                })
+            },
+        )
+        .await;
+    }
+    let before = d.store("fine").await.unwrap()["last_check"].clone();
+    eventually(Duration::from_secs(10), "fine keeps running", || async {
+        d.store("fine")
+            .await
+            .is_some_and(|s| s["status"] == "OK" && s["last_check"] != before)
+    })
+    .await;
+    let log = d.log();
+    assert!(!log.contains("CANARY"), "{log}");
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_state_disk_fails_cleanly_alerts_and_recovers() {
+    let prlimit = ["/usr/bin/prlimit", "/bin/prlimit"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("prlimit (util-linux) is needed for the disk-full test");
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let stores: Vec<_> = (0..20).map(|i| ozon(&format!("s{i}"))).collect();
+    let w = world(stores, port, &receiver, "1h").await;
+    // A file-size limit stands in for a full disk; SIGXFSZ is ignored so writes fail with
+    // EFBIG instead of killing the process.
+    let log = w.path().join("daemon-full.log");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec {prlimit} --fsize=400000:unlimited {} --config {} run",
+            util::BIN,
+            w.config_path.display()
+        ))
+        .env("STOREGUARD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child: None,
+        log: log.clone(),
+        api: format!("http://127.0.0.1:{port}"),
+    };
+    eventually(Duration::from_secs(60), "writes start failing", || async {
+        d.log().contains("cannot record the check")
+    })
+    .await;
+    let (_, metrics) = d.get("/metrics").await.unwrap();
+    assert!(metrics.contains("storeguard_state_fault 1"), "{metrics}");
+    eventually(Duration::from_secs(20), "fault alert delivered", || async {
+        receiver
+            .delivered()
+            .iter()
+            .any(|r| r.field("finding") == "daemon_fault" && r.field("event") == "opened")
+    })
+    .await;
+    // Still checking while the disk is full.
+    let before = d.store("s0").await.unwrap()["last_check"].clone();
+    eventually(Duration::from_secs(10), "checks go on", || async {
+        d.store("s0")
+            .await
+            .is_some_and(|s| s["last_check"] != before)
+    })
+    .await;
+    // Make room: the daemon recovers by itself.
+    let ok = Command::new(prlimit)
+        .args([
+            "--pid",
+            &child.id().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    eventually(Duration::from_secs(30), "writable again", || async {
+        d.log().contains("state database writable again")
+    })
+    .await;
+    let (_, metrics) = d.get("/metrics").await.unwrap();
+    assert!(metrics.contains("storeguard_state_fault 0"), "{metrics}");
+    eventually(Duration::from_secs(20), "fault resolved alert", || async {
+        receiver
+            .delivered()
+            .iter()
+            .any(|r| r.field("finding") == "daemon_fault" && r.field("event") == "resolved")
+    })
+    .await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_child(&mut child, Duration::from_secs(20));
+    let state = storeguard::state::State::open_read_only(&w.path().join("state")).unwrap();
+    assert_eq!(state.integrity_check().unwrap(), "ok");
+    assert!(
+        state.load_stores().unwrap().len() >= 20,
+        "previous data intact and readable"
+    );
+}
+
+/// Counts checks and events; delivers everything.
+struct Counter {
+    events: std::sync::Mutex<Vec<AlertEvent>>,
+}
+
+impl Sender for Counter {
+    fn send<'a>(
+        &'a self,
+        _: &'a str,
+        e: &'a AlertEvent,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, Delivery> {
+        self.events.lock().unwrap().push(e.clone());
+        Box::pin(async { Delivery::Delivered })
+    }
+}
+
+struct CountingProbe {
+    inner: Arc<dyn Probe>,
+    checks: AtomicUsize,
+}
+
+impl Probe for CountingProbe {
+    fn check<'a>(
+        &'a self,
+        id: &'a str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, storeguard::outcome::Outcome> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        self.inner.check(id, now)
+    }
+}
+
+struct TestParts {
+    real: storeguard::cli::run::RealParts,
+    probe: std::sync::Mutex<Option<Arc<CountingProbe>>>,
+    sender: Arc<Counter>,
+}
+
+impl Parts for TestParts {
+    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Probe>, Arc<dyn Sender>)> {
+        let (inner, _) = self.real.build(config)?;
+        let p = Arc::new(CountingProbe {
+            inner,
+            checks: AtomicUsize::new(0),
+        });
+        *self.probe.lock().unwrap() = Some(p.clone());
+        Ok((p, self.sender.clone()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_jumps_cause_no_burst_of_checks_and_no_reminder_storm() {
+    let wc = WorldConfig {
+        schedule: "*/10 * * * *".into(),
+        remind_every: "30m".into(),
+        failure_threshold: 1,
+        success_threshold: 1,
+        ..WorldConfig::default()
+    };
+    let stores: Vec<_> = (0..5).map(|i| ozon(&format!("c{i}"))).collect();
+    let w = World::build(stores, wc).await.unwrap();
+    w.set_scenario("c0", Scenario::CompanyBlocked);
+    let config = Arc::new(Config::load(&w.config_path).unwrap());
+    let vault = storeguard::vault::Vault::open(&config.daemon.vault_dir).unwrap();
+    let identity = Arc::new(w.identity().unwrap());
+    let sender = Arc::new(Counter {
+        events: Default::default(),
+    });
+    let parts = Arc::new(TestParts {
+        real: storeguard::cli::run::RealParts::new(vault, identity),
+        probe: Default::default(),
+        sender: sender.clone(),
+    });
+    // Start a second before a firing, on the real date (the fakes check timestamps).
+    let now = chrono::Utc::now();
+    let start = chrono::DateTime::<chrono::Utc>::from_timestamp(
+        now.timestamp() - now.timestamp() % 600 + 599,
+        0,
+    )
+    .unwrap();
+    let clock = ManualClock::new(start);
+    let (_reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let slot: Arc<std::sync::Mutex<Option<Arc<Shared>>>> = Arc::default();
+    let s2 = slot.clone();
+    let handle = tokio::spawn(daemon::run(
+        config,
+        parts.clone(),
+        daemon::Options {
+            clock: Arc::new(clock.clone()),
+            ..daemon::Options::default()
+        },
+        reload_rx,
+        async move {
+            let _ = stop_rx.await;
+        },
+        move |s| *s2.lock().unwrap() = Some(s),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slot.lock().unwrap().is_none() {
+        assert!(Instant::now() < deadline);
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let checks = || {
+        parts
+            .probe
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .checks
+            .load(Ordering::SeqCst)
+    };
+    let settle = |want: usize| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while checks() < want {
+            assert!(
+                Instant::now() < deadline,
+                "expected {want} checks, have {}",
+                checks()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // And no more than that arrive.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(checks(), want, "burst of checks");
+    };
+    clock.advance(Duration::from_secs(40)); // past the firing + jitter
+    settle(5).await;
+    let opened = sender
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.event == EventKind::Opened)
+        .count();
+    assert_eq!(opened, 1);
+
+    // Forward one hour: six firings were missed; each store checks once, not six times.
+    clock.advance(Duration::from_secs(3600));
+    settle(10).await;
+    let reminders = sender
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.event == EventKind::Reminder)
+        .count();
+    assert!(reminders <= 1, "reminder storm: {reminders}");
+
+    // Back one hour: the schedule is re-planned, nothing fires at once.
+    clock.advance(Duration::from_secs(0));
+    let back = clock.now() - chrono::Duration::hours(1);
+    clock.set(back);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(checks(), 10, "a jump back must not fire checks");
+    // The next firing in the new timeline checks each store once.
+    clock.advance(Duration::from_secs(600));
+    settle(15).await;
+    let reminders = sender
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.event == EventKind::Reminder)
+        .count();
+    assert!(reminders <= 1, "reminder after jumping back: {reminders}");
+    let _ = stop_tx.send(());
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_loses_no_alert_and_tears_no_row() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let stores: Vec<_> = (0..6).map(|i| ozon(&format!("k{i}"))).collect();
+    let w = world(stores, port, &receiver, "1h").await;
+    let mut rng = util::Rng::new(0x5eed_0006);
+    let rounds = 200;
+    let started = Instant::now();
+    for round in 0..rounds {
+        // Flip a store between broken and healthy so incidents open and resolve across kills.
+        let i = rng.below(6);
+        let broken = rng.below(2) == 0;
+        w.set_scenario(
+            &format!("k{i}"),
+            if broken {
+                Scenario::CompanyBlocked
+            } else {
+                Scenario::Healthy
+            },
+        );
+        receiver.set_mode(if rng.below(3) == 0 { SLOW } else { UP }, rng.below(400));
+        let d = Daemon::start(&w, port);
+        std::thread::sleep(Duration::from_millis(100 + rng.below(700)));
+        d.kill9();
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "storm too slow at round {round}"
+        );
+    }
+    // Everything healthy, one clean run to the end.
+    for i in 0..6 {
+        w.set_scenario(&format!("k{i}"), Scenario::Healthy);
+    }
+    receiver.set_mode(UP, 0);
+    let d = Daemon::start(&w, port);
+    for i in 0..6 {
+        wait_checked(&d, &format!("k{i}")).await;
+    }
+    eventually(
+        Duration::from_secs(60),
+        "all incidents resolved and outbox drained",
+        || async {
+            let stores = d.stores().await.unwrap_or_default();
+            let open = stores.as_array().map_or(1, |a| {
+                a.iter()
+                    .filter(|s| {
+                        s["open_incidents"]
+                            .as_array()
+                            .is_some_and(|o| !o.is_empty())
+                    })
+                    .count()
+            });
+            let depth = d
+                .get("/metrics")
+                .await
+                .map(|(_, m)| m.contains("storeguard_outbox_depth 0"))
+                .unwrap_or(false);
+            open == 0 && depth
+        },
+    )
+    .await;
+    assert!(d.stop().success());
+
+    let state = storeguard::state::State::open_read_only(&w.path().join("state")).unwrap();
+    assert_eq!(state.integrity_check().unwrap(), "ok", "no torn page");
+    state.load_stores().expect("every store row parses");
+    // No alert lost: every incident ever opened was delivered opened and resolved.
+    let delivered = receiver.delivered();
+    let mut opened_incidents = std::collections::HashSet::new();
+    for i in 0..6 {
+        for inc in state.incidents(&format!("k{i}"), 10_000).unwrap() {
+            assert!(
+                inc.resolved_at.is_some(),
+                "incident {} left open",
+                inc.incident_id
+            );
+            opened_incidents.insert(inc.incident_id);
+        }
+    }
+    for inc in &opened_incidents {
+        for kind in ["opened", "resolved"] {
+            assert!(
+                delivered
+                    .iter()
+                    .any(|r| r.field("incident_id") == *inc && r.field("event") == kind),
+                "{kind} of incident {inc} never delivered"
+            );
+        }
+    }
+    // Duplicates (at-least-once) carry the same event id and the same content.
+    let mut by_id: std::collections::HashMap<String, Vec<&util::receiver::Received>> =
+        Default::default();
+    for r in &delivered {
+        by_id.entry(r.idempotency_key.clone()).or_default().push(r);
+    }
+    for (id, copies) in &by_id {
+        assert!(copies.iter().all(|c| c.field("event_id") == *id));
+        assert!(
+            copies
+                .iter()
+                .all(|c| c.field("incident_id") == copies[0].field("incident_id")
+                    && c.field("event") == copies[0].field("event"))
+        );
+    }
+    eprintln!(
+        "kill storm: {rounds} kills, {} incidents, {} deliveries, {} duplicate copies",
+        opened_incidents.len(),
+        delivered.len(),
+        delivered.len() - by_id.len()
+    );
+    assert!(
+        !opened_incidents.is_empty(),
+        "the storm produced no incident to check"
+    );
+}
