@@ -450,3 +450,89 @@ async fn sigkill_at_random_points_loses_no_alert_and_tears_no_row() {
         "the storm produced no incident to check"
     );
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_leave_the_daemon_unaffected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("h0")], port, &receiver, "1h").await;
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "h0").await;
+    let pid = d.child.as_ref().unwrap().id();
+    let addr = format!("127.0.0.1:{port}");
+
+    // Oversized headers: refused with 431 (or the connection is closed), never buffered.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let _ = s.write_all(big.as_bytes()).await;
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    let head = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(n == 0 || head.contains(" 431 "), "{head}");
+
+    // An oversized body on a POST: no crash, a normal status.
+    let client = storeguard::http::client_builder(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{}/api/v1/stores/h0/check", d.api))
+        .bearer_auth(storeguard::demo::canary("daemon", "api-token"))
+        .body(vec![b'x'; 4 << 20])
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert!([202, 413].contains(&r.status().as_u16()), "{}", r.status());
+    }
+
+    // Thousands of connections that never finish their request.
+    let rss_before = rss_kib(pid);
+    let mut slow = Vec::new();
+    for _ in 0..2000 {
+        if let Ok(mut c) = tokio::net::TcpStream::connect(&addr).await {
+            let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+            slow.push(c);
+        }
+    }
+    let rss_during = rss_kib(pid);
+    assert!(
+        rss_during < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} to {rss_during} KiB"
+    );
+    // Checks go on meanwhile (read from the state file, not the flooded listener).
+    let state = storeguard::state::State::open_read_only(&w.path().join("state")).unwrap();
+    let last = state.last_check("h0").unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "checks continue under the flood",
+        || async { state.last_check("h0").unwrap() > last },
+    )
+    .await;
+    drop(slow);
+    eventually(
+        Duration::from_secs(20),
+        "listener answers again",
+        || async { d.get("/healthz").await.is_some_and(|(s, _)| s == 200) },
+    )
+    .await;
+    eprintln!(
+        "listener flood: RSS {rss_before} KiB before, {rss_during} KiB with 2000 open connections"
+    );
+    assert!(d.stop().success());
+}
