@@ -271,31 +271,22 @@ pub fn apply(
         if let Some(inc) = health.open.get_mut(kind) {
             inc.clean = 0;
             inc.detail = finding.detail.clone();
-            // Expiry: one notification per threshold crossed; no periodic reminders.
-            if *kind == FindingKind::CredentialExpiring {
-                if let Some(t) = crossed_threshold(rules, outcome.facts.expires_at, now) {
-                    let secs = t.as_secs();
-                    if inc.notified_threshold_secs.is_none_or(|n| secs < n) {
+            let due = if *kind == FindingKind::CredentialExpiring {
+                // Expiry: one notification per threshold crossed; no periodic reminders.
+                match crossed_threshold(rules, outcome.facts.expires_at, now).map(|t| t.as_secs()) {
+                    Some(secs) if inc.notified_threshold_secs.is_none_or(|n| secs < n) => {
                         inc.notified_threshold_secs = Some(secs);
-                        inc.reminders += 1;
-                        inc.last_notified_at = now;
-                        let seq = inc.reminders;
-                        events.push(event(
-                            store,
-                            inc,
-                            EventKind::Reminder,
-                            seq,
-                            now,
-                            &finding.detail,
-                        ));
+                        true
                     }
+                    _ => false,
                 }
-            } else if now
-                .signed_duration_since(inc.last_notified_at)
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                >= rules.remind_every
-            {
+            } else {
+                now.signed_duration_since(inc.last_notified_at)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    >= rules.remind_every
+            };
+            if due {
                 inc.reminders += 1;
                 inc.last_notified_at = now;
                 let seq = inc.reminders;

@@ -81,7 +81,8 @@ impl HttpError {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources on one sanitised line, at most `max` characters.
+pub fn error_chain_capped(e: &dyn std::error::Error, max: usize) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
@@ -92,7 +93,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         src = inner.source();
     }
-    crate::outcome::sanitize(&s, 200)
+    crate::outcome::sanitize(&s, max)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    error_chain_capped(e, 200)
 }
 
 /// Reads a response body in chunks, failing once it passes `cap` bytes.

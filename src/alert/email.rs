@@ -131,17 +131,7 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> Verdict {
 }
 
 fn one_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    crate::outcome::sanitize(&s, 300)
+    crate::http::error_chain_capped(e, 300)
 }
 
 /// Parses one address for the config's `from` / `to`.
