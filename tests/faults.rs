@@ -536,3 +536,47 @@ async fn hostile_clients_leave_the_daemon_unaffected() {
     );
     assert!(d.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_mans_switch_is_pinged_while_healthy() {
+    let receiver = Receiver::start().await;
+    let w = World::build(vec![ozon("p0")], WorldConfig::default())
+        .await
+        .unwrap();
+    let config = Arc::new(Config::load(&w.config_path).unwrap());
+    let vault = storeguard::vault::Vault::open(&config.daemon.vault_dir).unwrap();
+    let identity = Arc::new(w.identity().unwrap());
+    let parts = Arc::new(TestParts {
+        real: storeguard::cli::run::RealParts::new(vault, identity),
+        probe: Default::default(),
+        sender: Arc::new(Counter {
+            events: Default::default(),
+        }),
+    });
+    let (_reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(daemon::run(
+        config,
+        parts,
+        daemon::Options {
+            heartbeat_url: Some(format!("{}/CANARY-heartbeat-uuid", receiver.url).into()),
+            limits: daemon::Limits {
+                heartbeat_every: Duration::from_millis(200),
+                ..daemon::Limits::default()
+            },
+            ..daemon::Options::default()
+        },
+        reload_rx,
+        async move {
+            let _ = stop_rx.await;
+        },
+        |_| {},
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.all().len() < 3 {
+        assert!(Instant::now() < deadline, "no heartbeat pings");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(());
+    handle.await.unwrap().unwrap();
+}

@@ -56,6 +56,8 @@ pub struct Limits {
     pub alert_max_age: Duration,
     pub retry_base: Duration,
     pub retry_cap: Duration,
+    /// How often the dead-man's switch is pinged.
+    pub heartbeat_every: Duration,
 }
 
 impl Default for Limits {
@@ -67,6 +69,7 @@ impl Default for Limits {
             alert_max_age: Duration::from_secs(24 * 3600),
             retry_base: Duration::from_secs(5),
             retry_cap: Duration::from_secs(600),
+            heartbeat_every: Duration::from_secs(60),
         }
     }
 }
@@ -926,7 +929,7 @@ async fn heartbeat(shared: Arc<Shared>, url: secrecy::SecretString, cancel: Canc
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(shared.limits.heartbeat_every) => {}
         }
         let now = shared.clock.now();
         let fault = if !shared.scheduler_alive(now) {
