@@ -9,7 +9,7 @@
 use crate::model::{AmazonRegion, ChannelKind, Language, Marketplace, Severity};
 use crate::schedule::CronSchedule;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -169,6 +169,9 @@ pub struct Config {
     pub stores: Vec<Store>,
     pub channels: Vec<Channel>,
     pub maintenance: Vec<Maintenance>,
+    /// Store id → position in `stores` (lookups run on every check; a config holds up to
+    /// 100,000 stores).
+    store_index: HashMap<String, usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -613,7 +616,19 @@ impl Config {
     }
 
     pub fn store(&self, id: &str) -> Option<&Store> {
-        self.stores.iter().find(|s| s.id == id)
+        match self.store_index.get(id).and_then(|&i| self.stores.get(i)) {
+            Some(s) if s.id == id => Some(s),
+            // `stores` was changed after validation: look it up the slow way.
+            _ => self.stores.iter().find(|s| s.id == id),
+        }
+    }
+
+    /// The position of store `id` in `stores`.
+    pub fn store_position(&self, id: &str) -> Option<usize> {
+        match self.store_index.get(id) {
+            Some(&i) if self.stores.get(i).is_some_and(|s| s.id == id) => Some(i),
+            _ => self.stores.iter().position(|s| s.id == id),
+        }
     }
 
     pub fn channel(&self, name: &str) -> Option<&Channel> {
@@ -1021,7 +1036,9 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
 
     // [[store]]
     let mut stores = Vec::new();
-    let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+    // Offsets, located only for a duplicate: locating walks the text from its start.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut schedules: HashMap<String, CronSchedule> = HashMap::new();
     for st in raw.stores {
         let table_span = st.span();
         let st = st.into_inner();
@@ -1033,8 +1050,8 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
                 "use lowercase letters, digits, '-' and '_', starting with a letter or digit (e.g. \"ozon-main\")",
             );
         }
-        let here = c.src.locate(st.id.span().start);
-        if let Some(first) = seen.get(&id) {
+        if let Some(&first) = seen.get(&id) {
+            let first = c.src.locate(first);
             c.at(
                 st.id.span(),
                 format!(
@@ -1044,7 +1061,7 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
                 "give every [[store]] its own id",
             );
         } else {
-            seen.insert(id.clone(), here);
+            seen.insert(id.clone(), st.id.span().start);
         }
         let marketplace = *st.marketplace.get_ref();
         let account = match &st.account {
@@ -1093,7 +1110,17 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
             );
         }
         let schedule = match &st.schedule {
-            Some(s) => schedule_field(c, s),
+            // Stores that spell out the same schedule share one parse.
+            Some(s) => match schedules.get(s.get_ref()) {
+                Some(parsed) => Some(parsed.clone()),
+                None => {
+                    let parsed = schedule_field(c, s);
+                    if let Some(p) = &parsed {
+                        schedules.insert(s.get_ref().clone(), p.clone());
+                    }
+                    parsed
+                }
+            },
             None => Some(defaults.schedule.clone()),
         };
         // The minimum intervals protect real marketplaces; fakes on loopback may be polled fast.
@@ -1266,6 +1293,10 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         }
     }
 
+    let mut store_index = HashMap::with_capacity(stores.len());
+    for (i, s) in stores.iter().enumerate() {
+        store_index.entry(s.id.clone()).or_insert(i);
+    }
     Config {
         path,
         daemon,
@@ -1274,6 +1305,7 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         stores,
         channels,
         maintenance,
+        store_index,
     }
 }
 
@@ -1524,6 +1556,30 @@ mod tests {
     }
 
     const OZON: &str = "[[store]]\nid = \"ozon-main\"\nmarketplace = \"ozon\"\naccount = \"123\"\n";
+
+    #[test]
+    fn store_lookup_by_id_survives_edits_of_the_list() {
+        let mut text = String::new();
+        for i in 0..50 {
+            text.push_str(&format!(
+                "[[store]]\nid = \"s{i}\"\nmarketplace = \"ozon\"\naccount = \"{i}\"\nschedule = \"*/15 * * * *\"\n"
+            ));
+        }
+        let mut c = load(&text).unwrap();
+        assert_eq!(c.store("s37").unwrap().account.as_deref(), Some("37"));
+        assert_eq!(c.store_position("s37"), Some(37));
+        assert!(c.store("s50").is_none());
+        // Stores that spell out the same schedule share one parse, with its interval.
+        assert_eq!(
+            c.stores[3].schedule.min_interval(),
+            Duration::from_secs(900)
+        );
+        // A caller that edits the list still finds stores (the index is only a shortcut).
+        c.stores.remove(0);
+        assert_eq!(c.store("s37").unwrap().id, "s37");
+        assert_eq!(c.store_position("s37"), Some(36));
+        assert!(c.store("s0").is_none());
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {

@@ -7,13 +7,18 @@
 use chrono::{DateTime, TimeZone, Utc};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A parsed cron schedule, remembering the text the user wrote.
+///
+/// Cheap to clone (every store of a config shares its schedule) and its shortest interval is
+/// computed once, at parse time: it sets every store's jitter and is read on every check.
 #[derive(Clone)]
 pub struct CronSchedule {
     text: String,
-    schedule: cron::Schedule,
+    schedule: Arc<cron::Schedule>,
+    min_interval: Duration,
 }
 
 impl fmt::Debug for CronSchedule {
@@ -80,16 +85,17 @@ impl CronSchedule {
         six[5] = crontab_day_of_week(&six[5])?;
         let schedule = cron::Schedule::from_str(&six.join(" "))
             .map_err(|e| format!("`{text}` is not a valid cron schedule: {e}"))?;
-        let parsed = CronSchedule {
-            text: text.trim().to_string(),
-            schedule,
-        };
-        if parsed.next_after(&reference_instant()).is_none() {
+        if schedule.after(&reference_instant()).next().is_none() {
             return Err(format!(
                 "`{text}` never fires; check the day and month fields"
             ));
         }
-        Ok(parsed)
+        let min_interval = sample_min_interval(&schedule);
+        Ok(CronSchedule {
+            text: text.trim().to_string(),
+            schedule: Arc::new(schedule),
+            min_interval,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -101,22 +107,27 @@ impl CronSchedule {
         self.schedule.after(after).next()
     }
 
-    /// The shortest gap between two firings, sampled over a year of firings (bounded work).
+    /// The shortest gap between two firings, sampled over a year of firings (bounded work,
+    /// done once when the schedule is parsed).
     pub fn min_interval(&self) -> Duration {
-        let start = reference_instant();
-        let mut prev: Option<DateTime<Utc>> = None;
-        let mut min = Duration::MAX;
-        // 1,000 consecutive firings cover every pattern that matters for rate limits (the
-        // tightest gaps repeat within an hour or a day); the bound keeps validation fast.
-        for t in self.schedule.after(&start).take(1000) {
-            if let Some(p) = prev {
-                let gap = (t - p).to_std().unwrap_or(Duration::ZERO);
-                min = min.min(gap);
-            }
-            prev = Some(t);
-        }
-        min
+        self.min_interval
     }
+}
+
+fn sample_min_interval(schedule: &cron::Schedule) -> Duration {
+    let start = reference_instant();
+    let mut prev: Option<DateTime<Utc>> = None;
+    let mut min = Duration::MAX;
+    // 1,000 consecutive firings cover every pattern that matters for rate limits (the
+    // tightest gaps repeat within an hour or a day); the bound keeps validation fast.
+    for t in schedule.after(&start).take(1000) {
+        if let Some(p) = prev {
+            let gap = (t - p).to_std().unwrap_or(Duration::ZERO);
+            min = min.min(gap);
+        }
+        prev = Some(t);
+    }
+    min
 }
 
 /// A store's fixed offset after each firing, so that many stores on the same schedule do not

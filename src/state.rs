@@ -79,6 +79,57 @@ pub struct CheckRow {
     pub account: Option<String>,
 }
 
+/// Raw login records are kept this many days; older ones are folded into runs by
+/// [`State::compact`].
+pub const RAW_HISTORY_DAYS: i64 = 7;
+
+/// Consecutive checks of one store with the same outcome (status, findings, egress, account)
+/// within one UTC day, as [`State::compact`] keeps them once they are older than
+/// [`RAW_HISTORY_DAYS`]. Latency survives as min / average / max.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunRow {
+    pub store_id: String,
+    /// The first check of the run.
+    pub from: DateTime<Utc>,
+    /// The last check of the run.
+    pub to: DateTime<Utc>,
+    pub checks: u64,
+    pub status: Status,
+    pub findings: Vec<String>,
+    pub egress: Option<String>,
+    pub account: Option<String>,
+    pub latency_min_ms: u64,
+    pub latency_max_ms: u64,
+    pub latency_avg_ms: u64,
+}
+
+/// One entry of a store's whole history: a raw check (recent) or a compacted run (older).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum HistoryEntry {
+    Check(CheckRow),
+    Run(RunRow),
+}
+
+impl HistoryEntry {
+    /// When the entry ends (the check's time, or the last check of a run).
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            HistoryEntry::Check(c) => c.at,
+            HistoryEntry::Run(r) => r.to,
+        }
+    }
+}
+
+/// What one [`State::compact`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Raw check rows folded away.
+    pub checks: u64,
+    /// Run rows written (new or extended).
+    pub runs: u64,
+}
+
 /// A store's persisted state.
 #[derive(Clone, Debug)]
 pub struct StoreRow {
@@ -190,6 +241,26 @@ CREATE TABLE IF NOT EXISTS silences (
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_attempt_ms)
     WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL;
+-- `due_outbox` asks, for every candidate row, whether an older row of the same (channel, store)
+-- is still pending: without this index that is a scan of the whole outbox per candidate.
+CREATE INDEX IF NOT EXISTS outbox_pending_store ON outbox (channel, store_id, seq)
+    WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL;
+-- Compacted login history (see `State::compact`): consecutive checks of one store with the same
+-- outcome within one UTC day, folded into one row.
+CREATE TABLE IF NOT EXISTS check_runs (
+    store INTEGER NOT NULL,
+    from_ms INTEGER NOT NULL,
+    to_ms INTEGER NOT NULL,
+    checks INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    findings TEXT,
+    egress TEXT,
+    account TEXT,
+    latency_min_ms INTEGER NOT NULL,
+    latency_max_ms INTEGER NOT NULL,
+    latency_sum_ms INTEGER NOT NULL,
+    PRIMARY KEY (store, from_ms)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1');
 ";
 
@@ -509,6 +580,250 @@ impl State {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Imports login records as they are (one transaction); for tools, tests and benchmarks
+    /// that build a history without running checks. Rows of unknown stores create the store.
+    pub fn import_checks(&self, rows: &[CheckRow]) -> Result<usize, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut ids: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO checks (store, at_ms, status, findings, latency_ms, egress, account)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for r in rows {
+                let store = match ids.get(r.store_id.as_str()) {
+                    Some(id) => *id,
+                    None => {
+                        let id = store_rowid(&tx, &r.store_id)?;
+                        ids.insert(&r.store_id, id);
+                        id
+                    }
+                };
+                ins.execute(params![
+                    store,
+                    ms(r.at),
+                    status_code(r.status),
+                    join_findings(&r.findings),
+                    r.latency_ms.min(i64::MAX as u64) as i64,
+                    r.egress,
+                    r.account
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(rows.len())
+    }
+
+    /// Compaction for housekeeping: raw login records older than [`RAW_HISTORY_DAYS`] before
+    /// `now` are folded into runs (see [`State::compact_before`]).
+    pub fn compact(&self, now: DateTime<Utc>) -> Result<Compacted, StateError> {
+        self.compact_before(now - chrono::Duration::days(RAW_HISTORY_DAYS))
+    }
+
+    /// Folds every raw login record older than `cutoff` into runs: consecutive checks of one
+    /// store with the same status, findings, egress and account, never across a UTC day
+    /// boundary (so each store keeps at least one row a day, with its check count and latency
+    /// min / avg / max). A run is extended across calls, so compacting hourly gives the same
+    /// rows as compacting once. Idempotent; one transaction.
+    ///
+    /// Size: raw rows grow with checks (10,000 stores every 10 min = 1.44 M rows a day); runs grow
+    /// with stores × days + outcome changes (≈ 10,000 a day when nothing happens).
+    pub fn compact_before(&self, cutoff: DateTime<Utc>) -> Result<Compacted, StateError> {
+        const DAY_MS: i64 = 86_400_000;
+        let cutoff = ms(cutoff);
+        let mut done = Compacted::default();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let stores: Vec<i64> = {
+                let mut st = tx.prepare("SELECT id FROM stores ORDER BY id")?;
+                st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+            };
+            let mut old = tx.prepare_cached(
+                "SELECT at_ms, status, findings, latency_ms, egress, account FROM checks
+                 WHERE store = ?1 AND at_ms < ?2 ORDER BY at_ms",
+            )?;
+            let mut last = tx.prepare_cached(
+                "SELECT from_ms, to_ms, checks, status, findings, egress, account,
+                        latency_min_ms, latency_max_ms, latency_sum_ms
+                 FROM check_runs WHERE store = ?1 ORDER BY from_ms DESC LIMIT 1",
+            )?;
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO check_runs (store, from_ms, to_ms, checks, status, findings,
+                     egress, account, latency_min_ms, latency_max_ms, latency_sum_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut del =
+                tx.prepare_cached("DELETE FROM checks WHERE store = ?1 AND at_ms < ?2")?;
+            for store in stores {
+                let rows: Vec<(i64, RunKey, i64)> = old
+                    .query_map(params![store, cutoff], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            RunKey {
+                                status: r.get(1)?,
+                                findings: r.get(2)?,
+                                egress: r.get(4)?,
+                                account: r.get(5)?,
+                            },
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                if rows.is_empty() {
+                    continue;
+                }
+                let mut cur: Option<(Run, bool)> = last
+                    .query_row([store], |r| {
+                        Ok(Run {
+                            from: r.get(0)?,
+                            to: r.get(1)?,
+                            checks: r.get(2)?,
+                            key: RunKey {
+                                status: r.get(3)?,
+                                findings: r.get(4)?,
+                                egress: r.get(5)?,
+                                account: r.get(6)?,
+                            },
+                            min: r.get(7)?,
+                            max: r.get(8)?,
+                            sum: r.get(9)?,
+                        })
+                    })
+                    .optional()?
+                    .map(|run| (run, false));
+                let mut write = |run: &Run| -> Result<(), StateError> {
+                    put.execute(params![
+                        store,
+                        run.from,
+                        run.to,
+                        run.checks,
+                        run.key.status,
+                        run.key.findings,
+                        run.key.egress,
+                        run.key.account,
+                        run.min,
+                        run.max,
+                        run.sum
+                    ])?;
+                    done.runs += 1;
+                    Ok(())
+                };
+                for (at, key, latency) in rows {
+                    done.checks += 1;
+                    match cur.as_mut() {
+                        Some((run, changed))
+                            if run.key == key
+                                && at > run.to
+                                && at.div_euclid(DAY_MS) == run.to.div_euclid(DAY_MS) =>
+                        {
+                            run.to = at;
+                            run.checks += 1;
+                            run.min = run.min.min(latency);
+                            run.max = run.max.max(latency);
+                            run.sum = run.sum.saturating_add(latency);
+                            *changed = true;
+                        }
+                        _ => {
+                            if let Some((run, true)) = &cur {
+                                write(run)?;
+                            }
+                            cur = Some((
+                                Run {
+                                    from: at,
+                                    to: at,
+                                    checks: 1,
+                                    key,
+                                    min: latency,
+                                    max: latency,
+                                    sum: latency,
+                                },
+                                true,
+                            ));
+                        }
+                    }
+                }
+                if let Some((run, true)) = &cur {
+                    write(run)?;
+                }
+                del.execute(params![store, cutoff])?;
+            }
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// A store's compacted runs that end at or after `since`, newest first.
+    pub fn runs(
+        &self,
+        store_id: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RunRow>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.from_ms, r.to_ms, r.checks, r.status, r.findings, r.egress, r.account,
+                    r.latency_min_ms, r.latency_max_ms, r.latency_sum_ms
+             FROM check_runs r JOIN stores s ON s.id = r.store
+             WHERE s.store_id = ?1 AND r.to_ms >= ?2 ORDER BY r.from_ms DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![store_id, ms(since), limit as i64], |r| {
+            let checks = r.get::<_, i64>(2)?.max(1);
+            Ok(RunRow {
+                store_id: store_id.to_string(),
+                from: from_ms(r.get(0)?),
+                to: from_ms(r.get(1)?),
+                checks: checks as u64,
+                status: status_from(r.get(3)?),
+                findings: split_findings(r.get(4)?),
+                egress: r.get(5)?,
+                account: r.get(6)?,
+                latency_min_ms: r.get::<_, i64>(7)?.max(0) as u64,
+                latency_max_ms: r.get::<_, i64>(8)?.max(0) as u64,
+                latency_avg_ms: (r.get::<_, i64>(9)?.max(0) / checks) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A store's whole history since `since`, newest first: the raw records of the last
+    /// [`RAW_HISTORY_DAYS`], then the compacted runs before them.
+    pub fn timeline(
+        &self,
+        store_id: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StateError> {
+        let mut out: Vec<HistoryEntry> = self
+            .history(store_id, since, limit)?
+            .into_iter()
+            .map(HistoryEntry::Check)
+            .collect();
+        if out.len() < limit {
+            let runs = self.runs(store_id, since, limit - out.len())?;
+            out.extend(runs.into_iter().map(HistoryEntry::Run));
+        }
+        // Raw rows are newer than runs, except after a clock step back: keep newest first.
+        out.sort_by_key(|e| std::cmp::Reverse(e.at()));
+        Ok(out)
+    }
+
+    /// `(raw login records, compacted runs)` in the file.
+    pub fn history_counts(&self) -> Result<(u64, u64), StateError> {
+        let conn = self.conn();
+        let raw: i64 = conn.query_row("SELECT COUNT(*) FROM checks", [], |r| r.get(0))?;
+        let runs: i64 = conn.query_row("SELECT COUNT(*) FROM check_runs", [], |r| r.get(0))?;
+        Ok((raw as u64, runs as u64))
+    }
+
+    /// Moves the write-ahead log into the database file and truncates it.
+    pub fn checkpoint(&self) -> Result<(), StateError> {
+        self.conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// A store's incidents, newest first.
     pub fn incidents(&self, store_id: &str, limit: usize) -> Result<Vec<IncidentRow>, StateError> {
         let conn = self.conn();
@@ -535,6 +850,7 @@ impl State {
     pub fn prune(&self, before: DateTime<Utc>) -> Result<usize, StateError> {
         let conn = self.conn();
         let n = conn.execute("DELETE FROM checks WHERE at_ms < ?1", [ms(before)])?;
+        conn.execute("DELETE FROM check_runs WHERE to_ms < ?1", [ms(before)])?;
         conn.execute(
             "DELETE FROM outbox WHERE (delivered_at_ms IS NOT NULL OR gave_up_at_ms IS NOT NULL) AND created_at_ms < ?1",
             [ms(before)],
@@ -616,7 +932,10 @@ impl State {
         let v: Option<i64> = self
             .conn()
             .query_row(
-                "SELECT MAX(c.at_ms) FROM checks c JOIN stores s ON s.id = c.store WHERE s.store_id = ?1",
+                "SELECT MAX(t) FROM (
+                     SELECT MAX(c.at_ms) AS t FROM checks c JOIN stores s ON s.id = c.store WHERE s.store_id = ?1
+                     UNION ALL
+                     SELECT MAX(r.to_ms) FROM check_runs r JOIN stores s ON s.id = r.store WHERE s.store_id = ?1)",
                 [store_id],
                 |r| r.get(0),
             )
@@ -624,6 +943,48 @@ impl State {
             .flatten();
         Ok(v.map(from_ms))
     }
+}
+
+/// What makes two consecutive checks one run.
+#[derive(PartialEq)]
+struct RunKey {
+    status: i64,
+    findings: Option<String>,
+    egress: Option<String>,
+    account: Option<String>,
+}
+
+/// A run being built by `compact_before` (times in ms).
+struct Run {
+    from: i64,
+    to: i64,
+    checks: i64,
+    key: RunKey,
+    min: i64,
+    max: i64,
+    sum: i64,
+}
+
+fn join_findings(findings: &[String]) -> Option<String> {
+    (!findings.is_empty()).then(|| findings.join(","))
+}
+
+fn split_findings(v: Option<String>) -> Vec<String> {
+    v.map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The stores table's row id for `store_id`, creating the row if needed.
+fn store_rowid(tx: &rusqlite::Transaction<'_>, store_id: &str) -> Result<i64, StateError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO stores (store_id) VALUES (?1)",
+        [store_id],
+    )?;
+    Ok(tx.query_row(
+        "SELECT id FROM stores WHERE store_id = ?1",
+        [store_id],
+        |r| r.get(0),
+    )?)
 }
 
 fn record_event(tx: &rusqlite::Transaction<'_>, routed: &Routed) -> Result<(), StateError> {
@@ -774,5 +1135,143 @@ mod tests {
         let due = st.due_outbox(now, 10).unwrap();
         let ids: Vec<_> = due.iter().map(|r| r.event.event_id.as_str()).collect();
         assert_eq!(ids, vec!["b1"]);
+    }
+    fn check(store: &str, at: DateTime<Utc>, status: Status, latency: u64) -> CheckRow {
+        CheckRow {
+            store_id: store.into(),
+            at,
+            status,
+            findings: if status == Status::Ok {
+                vec![]
+            } else {
+                vec!["auth_rejected".into()]
+            },
+            latency_ms: latency,
+            egress: Some("direct".into()),
+            account: Some("1000001".into()),
+        }
+    }
+
+    /// 10 days of checks every 10 minutes for "a", with a bad spell on day 2 from 06:00 to 08:00
+    /// and an account change on day 5 at noon.
+    fn ten_days(t0: DateTime<Utc>) -> Vec<CheckRow> {
+        let mut rows = Vec::new();
+        for k in 0..(10 * 144) {
+            let at = t0 + chrono::Duration::minutes(10 * k);
+            let day = k / 144;
+            let minute = (k % 144) * 10;
+            let bad = day == 2 && (360..480).contains(&minute);
+            let mut r = check(
+                "a",
+                at,
+                if bad { Status::Critical } else { Status::Ok },
+                100 + (k % 7) as u64,
+            );
+            if day > 5 || (day == 5 && minute >= 720) {
+                r.account = Some("1000002".into());
+            }
+            rows.push(r);
+        }
+        rows
+    }
+
+    #[test]
+    fn compaction_folds_old_checks_into_daily_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = State::open(dir.path()).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let rows = ten_days(t0);
+        st.import_checks(&rows).unwrap();
+        st.import_checks(&[check("b", t0, Status::Ok, 5)]).unwrap();
+        let now = t0 + chrono::Duration::days(10);
+        let done = st.compact(now).unwrap();
+        // Days 0..3 are older than 7 days; "b" has one old check.
+        assert_eq!(done.checks, 3 * 144 + 1);
+        let (raw, runs) = st.history_counts().unwrap();
+        assert_eq!(raw, 7 * 144);
+        // Day 0: 1 run, day 1: 1, day 2: ok / bad / ok = 3; plus "b" = 6.
+        assert_eq!(runs, 6);
+        let runs = st.runs("a", t0, 100).unwrap();
+        assert_eq!(runs.len(), 5);
+        assert_eq!(runs.iter().map(|r| r.checks).sum::<u64>(), 3 * 144);
+        let bad = runs.iter().find(|r| r.status == Status::Critical).unwrap();
+        assert_eq!(bad.checks, 12);
+        assert_eq!(bad.findings, vec!["auth_rejected"]);
+        assert_eq!(bad.from, t0 + chrono::Duration::hours(48 + 6));
+        assert_eq!(bad.to, t0 + chrono::Duration::minutes((48 + 8) * 60 - 10));
+        // Newest first, no run crosses midnight.
+        assert!(runs.windows(2).all(|w| w[0].from > w[1].to));
+        for r in &runs {
+            assert_eq!(r.from.date_naive(), r.to.date_naive());
+            assert!(r.latency_min_ms >= 100 && r.latency_max_ms <= 106);
+            assert!(r.latency_min_ms <= r.latency_avg_ms && r.latency_avg_ms <= r.latency_max_ms);
+        }
+        // history() keeps its meaning: the raw records, which now start 7 days back.
+        let h = st.history("a", t0, 100_000).unwrap();
+        assert_eq!(h.len(), 7 * 144);
+        assert!(h.iter().all(|c| c.at >= now - chrono::Duration::days(7)));
+        // timeline() reads both, newest first, and covers every check once.
+        let tl = st.timeline("a", t0, 100_000).unwrap();
+        assert_eq!(tl.len(), 7 * 144 + 5);
+        assert!(tl.windows(2).all(|w| w[0].at() >= w[1].at()));
+        let covered: u64 = tl
+            .iter()
+            .map(|e| match e {
+                HistoryEntry::Check(_) => 1,
+                HistoryEntry::Run(r) => r.checks,
+            })
+            .sum();
+        assert_eq!(covered, 10 * 144);
+        // Idempotent.
+        assert_eq!(st.compact(now).unwrap(), Compacted::default());
+        assert_eq!(st.history_counts().unwrap(), (7 * 144, 6));
+        // A store whose raw rows are all compacted still has a last check.
+        assert_eq!(st.last_check("b").unwrap(), Some(t0));
+        // Retention removes runs too.
+        st.prune(t0 + chrono::Duration::days(2)).unwrap();
+        assert_eq!(st.runs("a", t0, 100).unwrap().len(), 3);
+        assert_eq!(st.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn hourly_compaction_equals_one_compaction() {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let rows = ten_days(t0);
+        let once = tempfile::tempdir().unwrap();
+        let a = State::open(once.path()).unwrap();
+        a.import_checks(&rows).unwrap();
+        a.compact(t0 + chrono::Duration::days(10)).unwrap();
+        let hourly = tempfile::tempdir().unwrap();
+        let b = State::open(hourly.path()).unwrap();
+        b.import_checks(&rows).unwrap();
+        for h in 0..=(10 * 24) {
+            b.compact(t0 + chrono::Duration::hours(h)).unwrap();
+        }
+        assert_eq!(
+            a.timeline("a", t0, 100_000).unwrap(),
+            b.timeline("a", t0, 100_000).unwrap()
+        );
+        assert_eq!(a.history_counts().unwrap(), b.history_counts().unwrap());
+    }
+
+    #[test]
+    fn a_due_outbox_query_uses_the_pending_store_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = State::open(dir.path()).unwrap();
+        let conn = st.conn();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT 1 FROM outbox p WHERE p.channel = 'c' AND p.store_id = 's'
+                 AND p.seq < 5 AND p.delivered_at_ms IS NULL AND p.gave_up_at_ms IS NULL",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("outbox_pending_store")),
+            "{plan:?}"
+        );
     }
 }

@@ -89,12 +89,35 @@ pub struct Live {
     pub probe: Arc<dyn Probe>,
     pub sender: Arc<dyn Sender>,
     pub rules: Rules,
+    /// Enabled stores per marketplace (the denominator of marketplace-wide grouping).
+    pub enabled_per_marketplace: HashMap<Marketplace, usize>,
+}
+
+impl Live {
+    pub fn new(config: Arc<Config>, probe: Arc<dyn Probe>, sender: Arc<dyn Sender>) -> Self {
+        let rules = Rules::from_config(&config.defaults);
+        let mut enabled_per_marketplace = HashMap::new();
+        for s in config.stores.iter().filter(|s| s.enabled) {
+            *enabled_per_marketplace.entry(s.marketplace).or_insert(0) += 1;
+        }
+        Live {
+            config,
+            probe,
+            sender,
+            rules,
+            enabled_per_marketplace,
+        }
+    }
 }
 
 /// Shared daemon state (the status listener reads it).
 pub struct Shared {
     pub live: RwLock<Arc<Live>>,
     pub stores: Mutex<HashMap<String, StoreMem>>,
+    /// Ids of the stores whose latest outcome is an outage (unreachable or rate limited):
+    /// marketplace-wide grouping looks at these instead of every store on every check.
+    /// Changed only while `stores` is locked, and always locked after it.
+    outages: Mutex<HashSet<String>>,
     pub state: Arc<State>,
     pub clock: Arc<dyn Clock>,
     pub metrics: metrics::Metrics,
@@ -194,7 +217,6 @@ pub async fn run(
     } = options;
     let state = Arc::new(State::open(&config.daemon.state_dir)?);
     let (probe, sender) = parts.build(&config)?;
-    let rules = Rules::from_config(&config.defaults);
     let mut mem = HashMap::new();
     for row in state.load_stores()? {
         mem.insert(
@@ -212,14 +234,15 @@ pub async fn run(
     }
     let silences = state.silences(clock.now())?;
     let (check_tx, check_rx) = mpsc::unbounded_channel();
+    let outages = mem
+        .iter()
+        .filter(|(_, m)| m.last.as_ref().is_some_and(health::is_outage))
+        .map(|(id, _)| id.clone())
+        .collect();
     let shared = Arc::new(Shared {
-        live: RwLock::new(Arc::new(Live {
-            config: config.clone(),
-            probe,
-            sender,
-            rules,
-        })),
+        live: RwLock::new(Arc::new(Live::new(config.clone(), probe, sender))),
         stores: Mutex::new(mem),
+        outages: Mutex::new(outages),
         state,
         clock: clock.clone(),
         metrics: metrics::Metrics::default(),
@@ -438,15 +461,30 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
         crate::route::GROUP_PREFIX,
         store.marketplace.as_str()
     );
-    let peers: Vec<&Store> = live
-        .config
-        .stores
-        .iter()
-        .filter(|s| s.enabled && s.marketplace == store.marketplace)
-        .collect();
+    // Only stores whose latest outcome is an outage can count: those (and this store), in
+    // config order, instead of every peer of the marketplace.
+    let peers_len = live
+        .enabled_per_marketplace
+        .get(&store.marketplace)
+        .copied()
+        .unwrap_or(0);
+    let candidates: Vec<&Store> = {
+        let outages = shared.outages.lock().unwrap_or_else(|e| e.into_inner());
+        let mut at: Vec<usize> = outages
+            .iter()
+            .chain(std::iter::once(&store.id))
+            .filter_map(|id| live.config.store_position(id))
+            .collect();
+        at.sort_unstable();
+        at.dedup();
+        at.into_iter()
+            .map(|i| &live.config.stores[i])
+            .filter(|s| s.enabled && s.marketplace == store.marketplace)
+            .collect()
+    };
     let mut affected = Vec::new();
     let mut qualified = 0;
-    for peer in &peers {
+    for peer in &candidates {
         let (last, h) = if peer.id == store.id {
             (Some(&outcome), &health)
         } else {
@@ -476,7 +514,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     let (group_events, hold_outage) = health::apply_group(
         &mut group,
         store.marketplace,
-        peers.len(),
+        peers_len,
         &affected,
         qualified,
         now,
@@ -602,6 +640,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
                     r.event.event.as_str()
                 );
             }
+            note_outage(shared, &store.id, &outcome);
             let m = mem.entry(store.id.clone()).or_default();
             m.health = health;
             m.last = Some(outcome);
@@ -640,6 +679,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
                 );
             }
             // Keep the outcome visible in status, but not the health transition.
+            note_outage(shared, &store.id, &outcome);
             mem.entry(store.id.clone()).or_default().last = Some(outcome);
         }
     }
@@ -683,6 +723,18 @@ fn fault_alert(shared: &Shared, live: &Live, detail: Option<String>, now: DateTi
             }
         }
     });
+}
+
+/// Keeps `Shared::outages` in step with a store's latest outcome (`stores` must be locked).
+fn note_outage(shared: &Shared, store_id: &str, outcome: &Outcome) {
+    let mut outages = shared.outages.lock().unwrap_or_else(|e| e.into_inner());
+    if health::is_outage(outcome) {
+        if !outages.contains(store_id) {
+            outages.insert(store_id.to_string());
+        }
+    } else {
+        outages.remove(store_id);
+    }
 }
 
 fn retry_delay(limits: &Limits, attempts: u32, asked: Option<Duration>) -> Duration {
@@ -848,13 +900,8 @@ async fn reload_loop(
             });
         match result {
             Ok((config, probe, sender)) => {
-                let rules = Rules::from_config(&config.defaults);
-                *shared.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live {
-                    config: config.clone(),
-                    probe,
-                    sender,
-                    rules,
-                });
+                *shared.live.write().unwrap_or_else(|e| e.into_inner()) =
+                    Arc::new(Live::new(config.clone(), probe, sender));
                 shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 shared.replan.notify_one();
                 tracing::info!(stores = config.stores.len(), "configuration reloaded");

@@ -150,10 +150,7 @@ impl Probe for Amazon {
             };
             out.facts.http_status = Some(answer.status);
             if answer.status == 200 {
-                match serde_json::from_slice::<Participations>(&answer.body) {
-                    Ok(p) => participations(ctx, p, &mut out),
-                    Err(_) => out.findings.push(unrecognised(&answer)),
-                }
+                read_participations(&answer, &ctx.store.marketplaces, &mut out);
                 return out;
             }
             match classify_api_error(&answer) {
@@ -183,7 +180,16 @@ impl Probe for Amazon {
     }
 }
 
-fn participations(ctx: &ProbeCtx<'_>, p: Participations, out: &mut Probed) {
+/// Reads a 200 answer of `marketplaceParticipations` into `out`: the account's marketplaces,
+/// its store name, and an `identity_mismatch` for each `expected` marketplace it lacks.
+pub(crate) fn read_participations(answer: &Answer, expected: &[String], out: &mut Probed) {
+    match serde_json::from_slice::<Participations>(&answer.body) {
+        Ok(p) => participations(expected, p, out),
+        Err(_) => out.findings.push(unrecognised(answer)),
+    }
+}
+
+fn participations(expected: &[String], p: Participations, out: &mut Probed) {
     let mut ids: Vec<String> = p
         .payload
         .iter()
@@ -197,7 +203,7 @@ fn participations(ctx: &ProbeCtx<'_>, p: Participations, out: &mut Probed) {
         .filter_map(|x| x.store_name.as_deref())
         .find(|n| !n.trim().is_empty())
         .map(|n| crate::outcome::sanitize(n, 80));
-    for want in &ctx.store.marketplaces {
+    for want in expected {
         if !ids.iter().any(|id| id == want) {
             out.findings.push(Finding::new(
                 FindingKind::IdentityMismatch,
@@ -228,10 +234,20 @@ async fn access_token(
     let (access, lifetime) = exchange(ctx).await?;
     *cache = Some(CachedToken {
         access: access.clone(),
-        valid_until: Instant::now() + lifetime.saturating_sub(Duration::from_secs(60)),
+        valid_until: valid_until(Instant::now(), lifetime),
         generation,
     });
     Ok(access)
+}
+
+/// Until when an access token with this lifetime is used: a minute of margin, and never more
+/// than a day (LWA tokens live an hour; found by fuzzing: `expires_in` near `u64::MAX`
+/// overflowed `Instant` and panicked the check).
+pub(crate) fn valid_until(now: Instant, lifetime: Duration) -> Instant {
+    let keep = lifetime
+        .min(Duration::from_secs(86_400))
+        .saturating_sub(Duration::from_secs(60));
+    now.checked_add(keep).unwrap_or(now)
 }
 
 /// `POST /auth/o2/token` with the refresh token.
@@ -250,12 +266,17 @@ async fn exchange(ctx: &ProbeCtx<'_>) -> Result<(SecretString, Duration), Findin
         .post(ctx.config.endpoints.amazon_token.clone())
         .form(&form);
     let answer = send(ctx.client, req, ctx.timeout()).await?;
+    read_token(&answer)
+}
+
+/// Reads the LWA token endpoint's answer: the access token and its lifetime, or a finding.
+pub(crate) fn read_token(answer: &Answer) -> Result<(SecretString, Duration), Finding> {
     if answer.status != 200 {
-        return Err(classify_token_error(&answer));
+        return Err(classify_token_error(answer));
     }
-    let t: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|_| unrecognised(&answer))?;
+    let t: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|_| unrecognised(answer))?;
     if t.access_token.is_empty() {
-        return Err(unrecognised(&answer));
+        return Err(unrecognised(answer));
     }
     Ok((
         SecretString::from(t.access_token),
@@ -352,6 +373,28 @@ mod tests {
             headers: HeaderMap::new(),
             body: body.to_string().into_bytes(),
         }
+    }
+
+    #[test]
+    fn token_lifetimes_are_capped() {
+        // fuzz/regressions/amazon/: an `expires_in` near u64::MAX panicked the check.
+        let now = Instant::now();
+        for secs in [u64::MAX, u64::MAX / 2, 10 * 365 * 86_400] {
+            let a = answer(
+                200,
+                serde_json::json!({"access_token": "Atza|x", "expires_in": secs}),
+            );
+            let (_, lifetime) = read_token(&a).unwrap();
+            assert_eq!(
+                valid_until(now, lifetime),
+                now + Duration::from_secs(86_400 - 60)
+            );
+        }
+        assert_eq!(
+            valid_until(now, Duration::from_secs(3600)),
+            now + Duration::from_secs(3540)
+        );
+        assert_eq!(valid_until(now, Duration::from_secs(5)), now);
     }
 
     #[test]

@@ -251,13 +251,16 @@ pub(crate) fn parse_tokens(v: &Value, now: DateTime<Utc>) -> Option<TokenSet> {
     let text = |k: &str| o.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
     let access = text("access_token")?;
     let refresh = text("refresh_token")?;
+    // A lifetime past the end of time (a hostile or broken gateway) reads as unknown rather
+    // than overflowing (found by fuzzing: `expires_in: 253402300800000` panicked the check).
+    let after =
+        |secs: i64| chrono::Duration::try_seconds(secs).and_then(|d| now.checked_add_signed(d));
     let access_expires = millis(o.get("expire_time"))
-        .or_else(|| number(o.get("expires_in")).map(|s| now + chrono::Duration::seconds(s.max(0))));
+        .or_else(|| number(o.get("expires_in")).and_then(|s| after(s.max(0))));
     let refresh_expires = match number(o.get("refresh_expires_in")) {
         // 0 = cannot be refreshed: the authorisation ends with the access token.
         Some(0) => access_expires,
-        secs => millis(o.get("refresh_token_valid_time"))
-            .or_else(|| secs.map(|s| now + chrono::Duration::seconds(s))),
+        secs => millis(o.get("refresh_token_valid_time")).or_else(|| secs.and_then(after)),
     };
     let seller_id = o.get("seller_id").and_then(json_text).or_else(|| {
         o.get("user_info")
@@ -369,7 +372,7 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, flavor: Flavor, out: &mut Probed) -> Re
 }
 
 /// Reads the cheap call's answer: AliExpress yields (seller id, store name).
-fn interpret(
+pub(crate) fn interpret(
     flavor: Flavor,
     answer: &Answer,
 ) -> Result<Option<(String, Option<String>)>, IopError> {
@@ -614,5 +617,29 @@ mod tests {
         let t = parse_tokens(&cannot, now).unwrap();
         assert_eq!(t.refresh_expires, t.access_expires);
         assert!(parse_tokens(&serde_json::json!({"access_token": "a"}), now).is_none());
+    }
+
+    #[test]
+    fn lifetimes_past_the_end_of_time_read_as_unknown() {
+        // Found by fuzzing (fuzz/regressions/iop/): these overflowed the date maths and
+        // panicked the check task.
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        for secs in [253_402_300_800_000i64, i64::MAX] {
+            let v = serde_json::json!({
+                "access_token": "a", "refresh_token": "r",
+                "expires_in": secs, "refresh_expires_in": secs
+            });
+            let t = parse_tokens(&v, now).unwrap();
+            assert_eq!(t.access_expires, None, "{secs}");
+            assert_eq!(t.refresh_expires, None, "{secs}");
+        }
+        // A negative lifetime: the access token counts as expired now.
+        let v = serde_json::json!({
+            "access_token": "a", "refresh_token": "r",
+            "expires_in": i64::MIN, "refresh_expires_in": i64::MIN
+        });
+        let t = parse_tokens(&v, now).unwrap();
+        assert_eq!(t.access_expires, Some(now));
+        assert_eq!(t.refresh_expires, None);
     }
 }

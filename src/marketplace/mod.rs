@@ -571,6 +571,70 @@ pub(crate) fn identity(store: &Store, seen: Option<&str>, what: &str) -> Option<
     })
 }
 
+/// Entry points for the fuzz harness (`examples/fuzz.rs`, replayed by `tests/fuzz.rs`): every
+/// parser a probe runs on a marketplace's answer, fed arbitrary status, headers and body. Each
+/// must return (a finding, facts, nothing) and never panic. Not an API.
+#[doc(hidden)]
+pub mod fuzz {
+    use super::{Answer, Probed, amazon, generic, iop, ozon};
+    use chrono::{DateTime, Utc};
+    use reqwest::header::HeaderMap;
+    use std::time::{Duration, Instant};
+
+    fn answer(status: u16, headers: HeaderMap, body: &[u8]) -> Answer {
+        Answer {
+            status,
+            headers,
+            body: body.to_vec(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default()
+    }
+
+    /// Ozon: error classification, `/v1/roles`, `/v1/seller/info`.
+    pub fn ozon(status: u16, headers: HeaderMap, body: &[u8]) {
+        let a = answer(status, headers, body);
+        let _ = generic(&a);
+        let _ = ozon::classify_error(&a);
+        let mut out = Probed::default();
+        let _ = ozon::read_roles(&a, now(), Duration::from_secs(14 * 86_400), &mut out);
+        let _ = ozon::read_premium(&a.body);
+    }
+
+    /// Amazon: the LWA token answer (and the cache lifetime it sets), SP-API errors,
+    /// `marketplaceParticipations`.
+    pub fn amazon(status: u16, headers: HeaderMap, body: &[u8]) {
+        let a = answer(status, headers, body);
+        let _ = amazon::classify_token_error(&a);
+        if let Ok((_, lifetime)) = amazon::read_token(&a) {
+            let _ = amazon::valid_until(Instant::now(), lifetime);
+        }
+        let _ = amazon::classify_api_error(&a);
+        let mut out = Probed::default();
+        amazon::read_participations(&a, &["ATVPDKIKX0DER".to_string()], &mut out);
+    }
+
+    /// Alibaba.com and AliExpress (IOP): both reply shapes, error codes, the profile call and
+    /// the token-refresh answer.
+    pub fn iop(status: u16, headers: HeaderMap, body: &[u8]) {
+        let a = answer(status, headers, body);
+        for flavor in [iop::Flavor::Alibaba, iop::Flavor::Aliexpress] {
+            let _ = iop::interpret(flavor, &a);
+        }
+        match iop::parse_reply(&a.body) {
+            Some(iop::Reply::Ok(v)) => {
+                let _ = iop::parse_tokens(&v, now());
+            }
+            Some(iop::Reply::Err { code, message }) => {
+                let _ = iop::classify(&code, &message);
+            }
+            None => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

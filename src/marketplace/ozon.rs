@@ -86,26 +86,10 @@ impl Probe for Ozon {
             out.findings.push(classify_error(&answer));
             return out;
         }
-        let roles: Roles = match serde_json::from_slice(&answer.body) {
-            Ok(r) => r,
-            Err(_) => {
-                out.findings.push(unrecognised(&answer));
-                return out;
-            }
-        };
-        out.facts.account = client_id.clone();
-        out.facts.roles = roles.roles.into_iter().map(|r| r.name).collect();
-        if let Some(exp) = roles.expires_at.as_deref() {
-            match DateTime::parse_from_rfc3339(exp.trim()) {
-                Ok(t) => {
-                    let t = t.with_timezone(&Utc);
-                    out.facts.expires_at = Some(t);
-                    out.findings
-                        .extend(expiring("Ozon API key", t, ctx.now, ctx.warning_window()));
-                }
-                Err(_) => out.findings.push(unrecognised(&answer)),
-            }
+        if !read_roles(&answer, ctx.now, ctx.warning_window(), &mut out) {
+            return out;
         }
+        out.facts.account = client_id.clone();
         out.findings
             .extend(identity(ctx.store, client_id.as_deref(), "Ozon Client-Id"));
         out.facts.premium = seller_info(ctx, headers).await;
@@ -147,18 +131,13 @@ async fn seller_info(ctx: &ProbeCtx<'_>, headers: reqwest::header::HeaderMap) ->
         .headers(headers)
         .json(&serde_json::json!({}));
     let fresh = match send(ctx.client, req, ctx.timeout()).await {
-        Ok(a) if a.status == 200 => serde_json::from_slice::<Info>(&a.body).ok(),
+        Ok(a) if a.status == 200 => read_premium(&a.body),
         _ => None,
     };
     // Failures of this optional call keep the last answer; it is retried next check.
-    let Some(info) = fresh else {
+    let Some(premium) = fresh else {
         return last.and_then(|l| l.premium);
     };
-    let premium = info.subscription.map(|s| match (s.is_premium, s.kind) {
-        (_, Some(k)) if !k.trim().is_empty() => crate::outcome::sanitize(&k, 40),
-        (true, _) => "premium".to_string(),
-        (false, _) => "none".to_string(),
-    });
     *ctx.memory
         .ozon_info
         .lock()
@@ -167,6 +146,46 @@ async fn seller_info(ctx: &ProbeCtx<'_>, headers: reqwest::header::HeaderMap) ->
         premium: premium.clone(),
     });
     premium
+}
+
+/// Reads a 200 answer of `/v1/roles` into `out` (roles, key expiry and its warning). False,
+/// with a `protocol_error` pushed, when the answer is not what Ozon documents.
+pub(crate) fn read_roles(
+    answer: &Answer,
+    now: DateTime<Utc>,
+    window: std::time::Duration,
+    out: &mut Probed,
+) -> bool {
+    let roles: Roles = match serde_json::from_slice(&answer.body) {
+        Ok(r) => r,
+        Err(_) => {
+            out.findings.push(unrecognised(answer));
+            return false;
+        }
+    };
+    out.facts.roles = roles.roles.into_iter().map(|r| r.name).collect();
+    if let Some(exp) = roles.expires_at.as_deref() {
+        match DateTime::parse_from_rfc3339(exp.trim()) {
+            Ok(t) => {
+                let t = t.with_timezone(&Utc);
+                out.facts.expires_at = Some(t);
+                out.findings
+                    .extend(expiring("Ozon API key", t, now, window));
+            }
+            Err(_) => out.findings.push(unrecognised(answer)),
+        }
+    }
+    true
+}
+
+/// The premium tier from a 200 answer of `/v1/seller/info` (`None`: not a seller-info answer).
+pub(crate) fn read_premium(body: &[u8]) -> Option<Option<String>> {
+    let info = serde_json::from_slice::<Info>(body).ok()?;
+    Some(info.subscription.map(|s| match (s.is_premium, s.kind) {
+        (_, Some(k)) if !k.trim().is_empty() => crate::outcome::sanitize(&k, 40),
+        (true, _) => "premium".to_string(),
+        (false, _) => "none".to_string(),
+    }))
 }
 
 /// Classifies an Ozon error answer (MARKETPLACES.md, Ozon error table).
