@@ -170,7 +170,10 @@ pub struct StoreView {
     pub account: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_check: Option<DateTime<Utc>>,
+    /// When the next check runs (after a backoff, when one is in force).
     pub next_check: Option<DateTime<Utc>>,
+    /// Checks wait after a refused or throttled login.
+    pub backing_off: bool,
     pub latency_ms: Option<u64>,
     pub open_incidents: usize,
     /// The newest login records, newest first (at most [`STRIP_LEN`] are drawn).
@@ -379,29 +382,40 @@ fn date(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d").to_string()
 }
 
-/// `<time>` with the local time and, below it, how long ago or how soon.
-fn when(ctx: &Ctx, t: DateTime<Utc>) -> String {
+/// `<time>` with the local time and how long ago or how soon. `short` leaves out the date
+/// when it is today (the full time is in the tooltip).
+fn when(ctx: &Ctx, t: DateTime<Utc>, short: bool) -> String {
+    let duration = |d| esc(&crate::alert::render::human_duration(ctx.lang, d));
     let rel = if t <= ctx.now {
         fill(
             ctx.lang,
             "page.ago",
-            &[(
-                "duration",
-                &esc(&crate::alert::render::human_duration(ctx.lang, ctx.now - t)),
-            )],
+            &[("duration", &duration(ctx.now - t))],
         )
     } else {
-        fill(
-            ctx.lang,
-            "page.in",
-            &[(
-                "duration",
-                &esc(&crate::alert::render::human_duration(ctx.lang, t - ctx.now)),
-            )],
-        )
+        fill(ctx.lang, "page.in", &[("duration", &duration(t - ctx.now))])
+    };
+    time_tag(ctx, t, short, &rel)
+}
+
+/// Like [`when`] for a time something is due: a time already passed reads "due now".
+fn when_due(ctx: &Ctx, at: DateTime<Utc>, short: bool) -> String {
+    if at <= ctx.now {
+        time_tag(ctx, at, short, &t(ctx.lang, "page.due_now"))
+    } else {
+        when(ctx, at, short)
+    }
+}
+
+fn time_tag(ctx: &Ctx, t: DateTime<Utc>, short: bool, rel: &str) -> String {
+    let local = t.with_timezone(&ctx.tz);
+    let shown = if short && local.date_naive() == ctx.now.with_timezone(&ctx.tz).date_naive() {
+        local.format("%H:%M:%S").to_string()
+    } else {
+        full_time(t, ctx.tz)
     };
     format!(
-        "<time datetime=\"{}\">{}</time> <span class=\"rel\">{rel}</span>",
+        "<time datetime=\"{}\" title=\"{}\">{shown}</time> <span class=\"rel\">{rel}</span>",
         t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         full_time(t, ctx.tz)
     )
@@ -642,7 +656,7 @@ pub fn render_index(p: &Index<'_>) -> String {
         Some(n) => out.push_str(&fill(
             lang,
             "page.summary.next_sweep",
-            &[("when", &when(ctx, n))],
+            &[("when", &when_due(ctx, n, true))],
         )),
         None => out.push_str(&t(lang, "page.summary.no_sweep")),
     }
@@ -782,24 +796,24 @@ pub fn render_index(p: &Index<'_>) -> String {
         rows.sort_by_key(|s| s.shown().rank());
         let _ = write!(
             out,
-            "<section id=\"mp-{}\"><h2>{} <small>{}</small></h2>\n<table><thead><tr>",
+            "<section id=\"mp-{}\"><h2>{} <small>{}</small></h2>\n<table class=\"stores\"><thead><tr>",
             m.as_str(),
             esc(m.display_name()),
             rows.len()
         );
-        for key in [
-            "page.col.store",
-            "page.col.account",
-            "page.col.status",
-            "page.col.findings",
-            "page.col.expiry",
-            "page.col.last_check",
+        for (class, key) in [
+            ("w-store", "page.col.store"),
+            ("w-account", "page.col.account"),
+            ("w-status", "page.col.status"),
+            ("w-findings", "page.col.findings"),
+            ("w-expiry", "page.col.expiry"),
+            ("w-last", "page.col.last_check"),
         ] {
-            let _ = write!(out, "<th>{}</th>", t(lang, key));
+            let _ = write!(out, "<th class=\"{class}\">{}</th>", t(lang, key));
         }
         let _ = writeln!(
             out,
-            "<th>{}</th></tr></thead><tbody>",
+            "<th class=\"w-strip\">{}</th></tr></thead><tbody>",
             fill(lang, "page.col.strip", &[("count", &STRIP_LEN.to_string())])
         );
         for s in rows {
@@ -851,7 +865,7 @@ fn store_row(out: &mut String, ctx: &Ctx, q: &PageQuery, s: &StoreView) {
         findings_list(lang, &s.findings),
         expiry_cell(ctx, s.expires_at),
         s.last_check
-            .map_or_else(|| t(lang, "page.never"), |l| when(ctx, l)),
+            .map_or_else(|| t(lang, "page.never"), |l| when(ctx, l, true)),
         strip(ctx, &s.recent, false)
     );
 }
@@ -1009,11 +1023,20 @@ pub fn render_store(p: &Detail<'_>) -> String {
     fact(
         "page.fact.last_check",
         s.last_check
-            .map_or_else(|| t(lang, "page.never"), |l| when(ctx, l)),
+            .map_or_else(|| t(lang, "page.never"), |l| when(ctx, l, false)),
     );
     fact(
         "page.fact.next_check",
-        s.next_check.map_or_else(dash, |n| when(ctx, n)),
+        s.next_check.map_or_else(dash, |n| {
+            let mut v = when_due(ctx, n, false);
+            if s.backing_off {
+                v.push_str(&format!(
+                    " <span class=\"rel\">{}</span>",
+                    t(lang, "page.fact.backoff")
+                ));
+            }
+            v
+        }),
     );
     out.push_str("</dl>\n");
 
@@ -1046,7 +1069,7 @@ pub fn render_store(p: &Detail<'_>) -> String {
             let resolved = match i.resolved_at {
                 Some(r) => format!(
                     "{} <span class=\"rel\">{}</span>",
-                    when(ctx, r),
+                    when(ctx, r, false),
                     fill(
                         lang,
                         "page.incident.lasted",
@@ -1068,7 +1091,7 @@ pub fn render_store(p: &Detail<'_>) -> String {
                 },
                 finding_words(lang, &i.finding),
                 badge(lang, sev),
-                when(ctx, i.opened_at),
+                when(ctx, i.opened_at, false),
                 esc(&mask_tax_ids(&i.detail))
             );
         }
@@ -1292,6 +1315,7 @@ fn views(
     Arc<super::Live>,
 ) {
     let live = shared.live();
+    let now = shared.clock.now();
     let mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
     let views: Vec<StoreView> = live
         .config
@@ -1316,7 +1340,10 @@ fn views(
                     .flatten(),
                 expires_at: last.and_then(|o| o.facts.expires_at),
                 last_check: last.map(|o| o.checked_at),
-                next_check: m.and_then(|m| m.next_due).filter(|_| s.enabled),
+                next_check: next_check(m, now).filter(|_| s.enabled),
+                backing_off: m
+                    .and_then(|m| m.backoff.until)
+                    .is_some_and(|u| u > now && s.enabled),
                 latency_ms: last.map(|o| o.facts.latency_ms),
                 open_incidents: m.map_or(0, |m| m.health.open.len()),
                 recent: Vec::new(),
@@ -1332,6 +1359,16 @@ fn views(
     let open = views.iter().map(|v| v.open_incidents).sum::<usize>() + grouped;
     let next = views.iter().filter_map(|v| v.next_check).min();
     (views, open, next, live)
+}
+
+/// The next check: the next schedule tick, or the end of a backoff when that is later (the
+/// scheduler skips ticks inside a backoff).
+fn next_check(m: Option<&super::StoreMem>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let m = m?;
+    match (m.next_due, m.backoff.until.filter(|u| *u > now)) {
+        (Some(due), Some(until)) if until > due => Some(until),
+        (due, _) => due,
+    }
 }
 
 fn ctx_for(shared: &Shared, config: &Config, lang: Option<Language>) -> Ctx {
@@ -1565,6 +1602,7 @@ mod tests {
             expires_at: None,
             last_check: Some(now() - chrono::Duration::minutes(2)),
             next_check: Some(now() + chrono::Duration::minutes(3)),
+            backing_off: false,
             latency_ms: Some(120),
             open_incidents: 0,
             recent: (0..60).map(|i| row(id, i * 5, status, &[])).collect(),
@@ -1676,7 +1714,7 @@ mod tests {
         assert!(broken.contains("<span class=\"badge critical\">CRITICAL</span>"));
         assert!(broken.contains("login refused (key, token or secret rejected)"));
         assert!(broken.contains("Api-key is deactivated"));
-        assert!(broken.contains("1 open incidents"));
+        assert!(broken.contains("open incidents: 1"));
         assert!(broken.contains("href=\"/stores/ozon-broken\""));
         let exp = row_html(&page, "ozon-exp");
         assert!(exp.contains("in 12 days</span> <span class=\"date\">2026-12-08</span>"));
@@ -1708,8 +1746,8 @@ mod tests {
         assert!(pos("store-ozon-exp") < pos("store-ozon-ok"));
         // Summary.
         assert!(page.contains("data-count=\"1\" href=\"/?status=CRITICAL\""));
-        assert!(page.contains("<b>2</b> open incidents"));
-        assert!(page.contains("next check <time datetime=\"2026-11-26T06:31:00Z\">2026-11-26 14:31:00</time> <span class=\"rel\">in 1m</span>"));
+        assert!(page.contains("open incidents: <b>2</b>"));
+        assert!(page.contains("next check <time datetime=\"2026-11-26T06:31:00Z\" title=\"2026-11-26 14:31:00\">14:31:00</time> <span class=\"rel\">in 1m</span>"));
     }
 
     #[test]
