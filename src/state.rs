@@ -824,6 +824,51 @@ impl State {
         Ok(())
     }
 
+    /// The newest `per_store` login records of every store since `since`, newest first, in one
+    /// query (the status page's strips). Each store costs one index seek for its cut-off time
+    /// and one range scan, however long the history is.
+    pub fn recent_checks(
+        &self,
+        since: DateTime<Utc>,
+        per_store: usize,
+    ) -> Result<std::collections::HashMap<String, Vec<CheckRow>>, StateError> {
+        let mut out: std::collections::HashMap<String, Vec<CheckRow>> =
+            std::collections::HashMap::new();
+        if per_store == 0 {
+            return Ok(out);
+        }
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "WITH cut AS MATERIALIZED (
+                 SELECT s.id AS id, s.store_id AS store_id,
+                        MAX(?1, COALESCE((SELECT c2.at_ms FROM checks c2 WHERE c2.store = s.id
+                                          ORDER BY c2.at_ms DESC LIMIT 1 OFFSET ?2), ?1)) AS from_ms
+                 FROM stores s)
+             SELECT cut.store_id, c.at_ms, c.status, c.findings, c.latency_ms, c.egress, c.account
+             FROM cut JOIN checks c ON c.store = cut.id AND c.at_ms >= cut.from_ms
+             ORDER BY cut.store_id, c.at_ms DESC",
+        )?;
+        let rows = stmt.query_map(params![ms(since), (per_store - 1) as i64], |r| {
+            Ok(CheckRow {
+                store_id: r.get(0)?,
+                at: from_ms(r.get(1)?),
+                status: status_from(r.get(2)?),
+                findings: r
+                    .get::<_, Option<String>>(3)?
+                    .map(|s| s.split(',').map(str::to_string).collect())
+                    .unwrap_or_default(),
+                latency_ms: r.get::<_, i64>(4)? as u64,
+                egress: r.get(5)?,
+                account: r.get(6)?,
+            })
+        })?;
+        for row in rows {
+            let row = row?;
+            out.entry(row.store_id.clone()).or_default().push(row);
+        }
+        Ok(out)
+    }
+
     /// A store's incidents, newest first.
     pub fn incidents(&self, store_id: &str, limit: usize) -> Result<Vec<IncidentRow>, StateError> {
         let conn = self.conn();
@@ -1097,6 +1142,74 @@ mod tests {
         assert_eq!(hist[0].findings, vec!["auth_rejected"]);
         assert_eq!(st.incidents("s1", 10).unwrap().len(), 1);
         assert_eq!(st.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn recent_checks_gives_each_store_its_newest_rows_in_one_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = State::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let at = |i: i64| now - chrono::Duration::minutes(i);
+        // 1,000 stores with 60 checks each, 5 of them 10 days old; plus one store with 3.
+        {
+            let mut conn = st.conn();
+            let tx = conn.transaction().unwrap();
+            for s in 0..1000 {
+                tx.execute(
+                    "INSERT INTO stores (store_id) VALUES (?1)",
+                    [format!("s{s:04}")],
+                )
+                .unwrap();
+                let id = tx.last_insert_rowid();
+                for i in 0..60i64 {
+                    let t = if i >= 55 { at(14_400 + i) } else { at(i) };
+                    tx.execute(
+                        "INSERT INTO checks (store, at_ms, status, findings, latency_ms) VALUES (?1, ?2, ?3, ?4, 7)",
+                        params![id, ms(t), i % 3, if i % 3 == 2 { Some("auth_rejected") } else { None }],
+                    )
+                    .unwrap();
+                }
+            }
+            tx.execute("INSERT INTO stores (store_id) VALUES ('few')", [])
+                .unwrap();
+            let id = tx.last_insert_rowid();
+            for i in 0..3 {
+                tx.execute(
+                    "INSERT INTO checks (store, at_ms, status, latency_ms) VALUES (?1, ?2, 0, 7)",
+                    params![id, ms(at(i))],
+                )
+                .unwrap();
+            }
+            tx.execute("INSERT INTO stores (store_id) VALUES ('none')", [])
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let started = std::time::Instant::now();
+        let all = st
+            .recent_checks(now - chrono::Duration::days(30), 48)
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(all.len(), 1001, "stores without checks are absent");
+        let s7 = &all["s0007"];
+        assert_eq!(s7.len(), 48);
+        assert_eq!(s7[0].at, from_ms(ms(at(0))), "newest first");
+        assert_eq!(s7[47].at, from_ms(ms(at(47))));
+        assert_eq!(s7[2].findings, vec!["auth_rejected"]);
+        assert_eq!(s7[2].status, Status::Critical);
+        assert_eq!(all["few"].len(), 3);
+        // Agrees with the per-store query.
+        assert_eq!(
+            *s7,
+            st.history("s0007", now - chrono::Duration::days(30), 48)
+                .unwrap()
+        );
+        // `since` cuts old rows too.
+        let recent = st
+            .recent_checks(now - chrono::Duration::days(1), 100)
+            .unwrap();
+        assert_eq!(recent["s0001"].len(), 55);
+        assert!(st.recent_checks(now, 0).unwrap().is_empty());
+        assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct StatusArgs {
     /// Print JSON (one object per store) instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Open the daemon's HTML status page in a browser (or print its URL when there is none)
+    #[arg(long, conflicts_with = "json")]
+    pub open: bool,
 }
 
 #[derive(Args, Debug)]
@@ -154,6 +157,9 @@ pub fn pad(s: &str, width: usize) -> String {
 
 pub fn status(config_path: &Path, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
+    if args.open {
+        return open_page(&config);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -354,4 +360,89 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
         crate::duration::format(since)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTML status page's URL (never with a token in it).
+pub fn page_url(config: &Config) -> String {
+    format!("{}/", api_base(config))
+}
+
+/// `storeguard status --open`: the page in the user's browser when there is one, else its URL
+/// and how to reach it from another machine.
+fn open_page(config: &Config) -> anyhow::Result<ExitCode> {
+    let lang = config.daemon.language;
+    let url = page_url(config);
+    let port = config.daemon.listen.port().to_string();
+    let words = |key: &str| crate::i18n::format(lang, key, &[("url", &url), ("port", &port)]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let up = rt.block_on(async {
+        let client = crate::http::client_builder(Duration::from_secs(3))
+            .build()
+            .ok()?;
+        client
+            .get(format!("{}/healthz", api_base(config)))
+            .send()
+            .await
+            .ok()
+    });
+    println!("{url}");
+    if up.is_none() {
+        eprintln!("{}", words("cli.open.not_running"));
+        return Ok(ExitCode::FAILURE);
+    }
+    if !config.daemon.listen.ip().is_loopback() {
+        eprintln!("{}", words("cli.open.token_needed"));
+    }
+    match launch_browser(&url) {
+        Some(browser) => eprintln!(
+            "{}",
+            crate::i18n::format(lang, "cli.open.opened", &[("browser", &browser)])
+        ),
+        None => eprintln!("{}", words("cli.open.no_browser")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens `url` with `$BROWSER` (a `:`-separated list of commands, `%s` for the URL, as
+/// xdg-utils reads it), else with `xdg-open` / `open` in a graphical session. Returns the
+/// command that worked, or `None` when there is no browser here (a server over SSH).
+fn launch_browser(url: &str) -> Option<String> {
+    use std::process::{Command, Stdio};
+    if let Ok(list) = std::env::var("BROWSER") {
+        for cmd in list.split(':').map(str::trim).filter(|c| !c.is_empty()) {
+            let mut words = cmd.split_whitespace();
+            let Some(prog) = words.next() else { continue };
+            let mut args: Vec<String> = words.map(|a| a.replace("%s", url)).collect();
+            if !cmd.contains("%s") {
+                args.push(url.to_string());
+            }
+            // Inherit the terminal: $BROWSER may be a text browser.
+            if Command::new(prog)
+                .args(&args)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                return Some(prog.to_string());
+            }
+        }
+    }
+    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+    let (graphical, opener) = if cfg!(target_os = "macos") {
+        (true, "open")
+    } else {
+        (set("DISPLAY") || set("WAYLAND_DISPLAY"), "xdg-open")
+    };
+    if !graphical {
+        return None;
+    }
+    Command::new(opener)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        .then(|| opener.to_string())
 }

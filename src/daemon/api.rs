@@ -1,4 +1,5 @@
-//! The status listener: `/healthz`, `/metrics`, `/api/v1/stores`, `POST /api/v1/stores/{id}/check`.
+//! The status listener: `/healthz`, `/metrics`, `/api/v1/stores`, `POST /api/v1/stores/{id}/check`,
+//! and the HTML status page (`/`, `/stores/{id}`, in `page.rs`).
 //!
 //! Loopback by default. Every POST, and every request when the listener is not on a loopback
 //! address, needs `Authorization: Bearer <token>` (the `api_token` of the vault entry
@@ -133,7 +134,7 @@ fn unauthorised() -> Response {
 }
 
 /// Reads need the token only off loopback.
-fn read_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
+pub(super) fn read_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
     loopback(shared) || authorised(shared, headers)
 }
 
@@ -214,6 +215,8 @@ async fn silence(
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(super::page::index))
+        .route("/stores/{id}", get(super::page::store))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/stores", get(stores))

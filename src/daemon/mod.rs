@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod metrics;
+pub mod page;
 
 use crate::alert::{AlertEvent, Delivery};
 use crate::clock::{BoxFuture, Clock};

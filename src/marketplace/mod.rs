@@ -537,10 +537,14 @@ pub(crate) fn expiring(
         FindingKind::CredentialExpiring,
         if left.num_seconds() <= 0 {
             format!("{what} expired on {date}")
-        } else if left.num_days() == 0 {
-            format!("{what} expires on {date} (in less than a day)")
         } else {
-            format!("{what} expires on {date} (in {} days)", left.num_days())
+            // Calendar days, as the status page counts them, so both say the same.
+            let days = (expires.date_naive() - now.date_naive()).num_days();
+            match days {
+                0 => format!("{what} expires on {date} (today)"),
+                1 => format!("{what} expires on {date} (tomorrow)"),
+                d => format!("{what} expires on {date} (in {d} days)"),
+            }
         },
     ))
 }
