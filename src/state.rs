@@ -286,6 +286,7 @@ impl State {
         let conn = Connection::open(&path)
             .map_err(|e| open_err(e, "check that state_dir is writable and not on a full disk"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| {
                 open_err(
@@ -386,7 +387,8 @@ impl State {
         let tx = conn.transaction()?;
         for (id, g) in others {
             let json = serde_json::to_string(g).map_err(|e| StateError::Corrupt(e.to_string()))?;
-            tx.execute(
+            exec(
+                &tx,
                 "INSERT INTO stores (store_id, health) VALUES (?1, ?2)
                  ON CONFLICT (store_id) DO UPDATE SET health = ?2",
                 params![id, json],
@@ -396,7 +398,8 @@ impl State {
             serde_json::to_string(health).map_err(|e| StateError::Corrupt(e.to_string()))?;
         let outcome_json =
             serde_json::to_string(outcome).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        tx.execute(
+        exec(
+            &tx,
             "INSERT INTO stores (store_id, health, last_outcome, backoff_until_ms, backoff_level)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (store_id) DO UPDATE SET health = ?2, last_outcome = ?3,
@@ -409,11 +412,9 @@ impl State {
                 backoff.level as i64
             ],
         )?;
-        let store_rowid: i64 = tx.query_row(
-            "SELECT id FROM stores WHERE store_id = ?1",
-            [&outcome.store_id],
-            |r| r.get(0),
-        )?;
+        let store_rowid: i64 = tx
+            .prepare_cached("SELECT id FROM stores WHERE store_id = ?1")?
+            .query_row([&outcome.store_id], |r| r.get(0))?;
         let findings = if outcome.findings.is_empty() {
             None
         } else {
@@ -426,7 +427,8 @@ impl State {
                     .join(","),
             )
         };
-        tx.execute(
+        exec(
+            &tx,
             "INSERT OR REPLACE INTO checks (store, at_ms, status, findings, latency_ms, egress, account)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -1032,12 +1034,23 @@ fn store_rowid(tx: &rusqlite::Transaction<'_>, store_id: &str) -> Result<i64, St
     )?)
 }
 
+/// `execute` through the connection's statement cache: parsing these statements costs more
+/// than running them, and they run on every check.
+fn exec(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(p)
+}
+
 fn record_event(tx: &rusqlite::Transaction<'_>, routed: &Routed) -> Result<(), StateError> {
     let event = &routed.event;
     use crate::alert::EventKind;
     match event.event {
         EventKind::Opened => {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR IGNORE INTO incidents (incident_id, store_id, finding, severity, opened_at_ms, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -1051,13 +1064,15 @@ fn record_event(tx: &rusqlite::Transaction<'_>, routed: &Routed) -> Result<(), S
             )?;
         }
         EventKind::Resolved => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE incidents SET resolved_at_ms = ?2 WHERE incident_id = ?1",
                 params![event.incident_id, ms(event.created_at)],
             )?;
         }
         EventKind::Reminder => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE incidents SET detail = ?2 WHERE incident_id = ?1",
                 params![event.incident_id, event.detail],
             )?;
@@ -1069,7 +1084,8 @@ fn record_event(tx: &rusqlite::Transaction<'_>, routed: &Routed) -> Result<(), S
         None => (ms(event.created_at), 0),
     };
     for channel in &routed.channels {
-        tx.execute(
+        exec(
+            tx,
             "INSERT OR IGNORE INTO outbox (event_id, channel, store_id, payload, created_at_ms, next_attempt_ms, held)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![event.event_id, channel, event.store_id, payload, ms(event.created_at), next, held],

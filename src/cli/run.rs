@@ -114,12 +114,14 @@ pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Ve
     if let Err(e) = vault.recipients() {
         problems.push(e.to_string());
     }
-    for s in config.stores.iter().filter(|s| s.enabled) {
-        if let Err(e) = vault.load(
-            &EntryId::store(&s.id),
-            Schema::Store(s.marketplace),
-            identity,
-        ) {
+    let stores: Vec<(EntryId, Schema)> = config
+        .stores
+        .iter()
+        .filter(|s| s.enabled)
+        .map(|s| (EntryId::store(&s.id), Schema::Store(s.marketplace)))
+        .collect();
+    for result in vault.load_all(&stores, identity) {
+        if let Err(e) = result {
             problems.push(e.to_string());
         }
     }

@@ -312,11 +312,14 @@ fn build_snapshot(
         .build()
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {}", e.without_url()))?;
     let mut slots = HashMap::with_capacity(config.stores.len());
-    for store in &config.stores {
-        let entry = EntryId::store(&store.id);
-        let schema = Schema::Store(store.marketplace);
-        let creds = vault
-            .load(&entry, schema, identity)
+    let entries: Vec<(EntryId, Schema)> = config
+        .stores
+        .iter()
+        .map(|s| (EntryId::store(&s.id), Schema::Store(s.marketplace)))
+        .collect();
+    let docs = vault.load_all(&entries, identity);
+    for ((store, (entry, schema)), doc) in config.stores.iter().zip(entries).zip(docs) {
+        let creds = doc
             .map(|doc| Arc::new(Creds::new(entry, schema, doc)))
             .map_err(|e| crate::outcome::sanitize(&e.to_string(), 300));
         let (client, egress) = match &store.proxy {
