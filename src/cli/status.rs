@@ -319,34 +319,48 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
     let since = crate::duration::parse(&args.since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let state = State::open_read_only(&config.daemon.state_dir)?;
     let from = Utc::now() - chrono::Duration::from_std(since).context("--since is too large")?;
-    let rows = state.history(&args.store, from, args.limit)?;
+    let rows = state.timeline(&args.store, from, args.limit)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     let lang = config.daemon.language;
     let tz = config.daemon.timezone;
+    let words = |findings: &[String]| {
+        if findings.is_empty() {
+            "-".to_string()
+        } else {
+            findings
+                .iter()
+                .map(|f| crate::i18n::text(lang, &format!("finding.{f}")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+    };
+    let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string();
+    let status = |s: crate::outcome::Status| {
+        crate::i18n::text(lang, &format!("status.{}", s.as_str())).to_string()
+    };
     let table: Vec<[String; 6]> = rows
         .iter()
-        .map(|r| {
-            [
-                r.at.with_timezone(&tz)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string(),
-                crate::i18n::text(lang, &format!("status.{}", r.status.as_str())).to_string(),
-                if r.findings.is_empty() {
-                    "-".into()
-                } else {
-                    r.findings
-                        .iter()
-                        .map(|f| crate::i18n::text(lang, &format!("finding.{f}")))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                },
+        .map(|e| match e {
+            crate::state::HistoryEntry::Check(r) => [
+                fmt(r.at),
+                status(r.status),
+                words(&r.findings),
                 format!("{} ms", r.latency_ms),
                 r.egress.clone().unwrap_or_else(|| "-".into()),
                 r.account.clone().unwrap_or_else(|| "-".into()),
-            ]
+            ],
+            // Older records folded into a run: its span, check count and latency range.
+            crate::state::HistoryEntry::Run(r) => [
+                format!("{} … {} ({} checks)", fmt(r.from), fmt(r.to), r.checks),
+                status(r.status),
+                words(&r.findings),
+                format!("{}-{} ms", r.latency_min_ms, r.latency_max_ms),
+                r.egress.clone().unwrap_or_else(|| "-".into()),
+                r.account.clone().unwrap_or_else(|| "-".into()),
+            ],
         })
         .collect();
     print_table(

@@ -1009,7 +1009,7 @@ async fn heartbeat(shared: Arc<Shared>, url: secrecy::SecretString, cancel: Canc
     }
 }
 
-/// Prunes old history once an hour.
+/// Prunes and compacts old history once an hour.
 async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     loop {
         let retention = shared.live().config.daemon.history_retention;
@@ -1020,6 +1020,18 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("cannot prune history: {e}"),
+        }
+        // Raw login records older than a week fold into daily runs (see `State::compact`).
+        match shared.state.compact(shared.clock.now()) {
+            Ok(c) if c.checks > 0 => {
+                tracing::info!(
+                    records = c.checks,
+                    runs = c.runs,
+                    "compacted old login history"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot compact history: {e}"),
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
