@@ -69,6 +69,12 @@ struct Args {
     /// The storeguard binary (default: next to this example's directory)
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// `hold`: seconds to keep the fakes up while you run the daemon by hand (profiling)
+    #[arg(long, default_value_t = 600)]
+    hold_secs: u64,
+    /// `hold`: seconds until the one scheduled sweep fires
+    #[arg(long, default_value_t = 30)]
+    fire_in: u64,
 }
 
 /// One line of the result table.
@@ -676,9 +682,13 @@ impl Drop for Child {
     }
 }
 
-fn start_daemon(bin: &Path, world: &Bench) -> anyhow::Result<Child> {
+/// The environment `systemd/storeguard.service` gives the daemon.
+const UNIT_ENV: &[(&str, &str)] = &[("MALLOC_ARENA_MAX", "2")];
+
+fn start_daemon(bin: &Path, world: &Bench, env: &[(&str, &str)]) -> anyhow::Result<Child> {
     let log = std::fs::File::create(world.path().join("daemon.log"))?;
     let child = std::process::Command::new(bin)
+        .envs(env.iter().copied())
         .arg("--config")
         .arg(&world.config_path)
         .arg("run")
@@ -722,10 +732,11 @@ fn daemon_world(
     bin: &Path,
     n: usize,
     fakes: &tokio::runtime::Runtime,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<(Bench, Child, u16)> {
     let port = free_port()?;
     // Fire after the world is written and the daemon has started (decrypting n entries).
-    let lead = Duration::from_secs(20 + (n as u64) / 400);
+    let lead = Duration::from_secs(8 + (n as u64) / 1000);
     let schedule = once_at(lead);
     let world = on_disk(fakes.block_on(World::build(
         stores(n),
@@ -735,7 +746,7 @@ fn daemon_world(
             &format!("127.0.0.1:{port}"),
         ),
     ))?)?;
-    let child = start_daemon(bin, &world)?;
+    let child = start_daemon(bin, &world, env)?;
     let deadline = Instant::now() + lead + Duration::from_secs(300);
     loop {
         if Instant::now() > deadline {
@@ -756,33 +767,50 @@ fn bench_rss(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let bin = bin_path(args)?;
     let fakes = runtime("fake", 2)?;
     for (n, target_mb) in [(100usize, 15.0), (10_000, 60.0)] {
-        let mut rss = Vec::new();
-        let mut hwm = Vec::new();
-        for run in 0..args.runs {
-            eprintln!("rss: {n} stores, run {}/{}…", run + 1, args.runs);
-            let (world, child, _port) = daemon_world(&bin, n, &fakes)?;
-            // Idle: the sweep is over, the outbox delivered; let allocators settle.
-            std::thread::sleep(Duration::from_secs(5));
-            let pid = child.child.id().to_string();
-            let r = status_kb(&pid, "VmRSS:").unwrap_or(0);
-            let h = status_kb(&pid, "VmHWM:").unwrap_or(0);
-            eprintln!("  VmRSS {:.1} MB, VmHWM {:.1} MB", mb(r), mb(h));
-            rss.push(mb(r));
-            hwm.push(mb(h));
-            drop(child);
-            drop(world);
-        }
-        let m = median(rss.clone());
-        rows.push(row(
-            format!("idle daemon RSS with {n} stores (real binary, after its first sweep)"),
+        for (env, how) in [
+            (
+                UNIT_ENV,
+                "as systemd/storeguard.service runs it (MALLOC_ARENA_MAX=2)",
+            ),
+            (&[][..], "bare environment"),
+        ] {
+            let mut rss = Vec::new();
+            let mut hwm = Vec::new();
+            let mut anon = Vec::new();
+            for run in 0..args.runs {
+                eprintln!("rss: {n} stores, {how}, run {}/{}…", run + 1, args.runs);
+                let (world, child, _port) = daemon_world(&bin, n, &fakes, env)?;
+                // Idle: the sweep is over, the outbox delivered; let allocators settle.
+                std::thread::sleep(Duration::from_secs(5));
+                let pid = child.child.id().to_string();
+                let r = status_kb(&pid, "VmRSS:").unwrap_or(0);
+                let h = status_kb(&pid, "VmHWM:").unwrap_or(0);
+                eprintln!(
+                    "  VmRSS {:.1} MB (anon {:.1}, file {:.1}), VmHWM {:.1} MB",
+                    mb(r),
+                    mb(status_kb(&pid, "RssAnon:").unwrap_or(0)),
+                    mb(status_kb(&pid, "RssFile:").unwrap_or(0)),
+                    mb(h)
+                );
+                rss.push(mb(r));
+                hwm.push(mb(h));
+                anon.push(mb(status_kb(&pid, "RssAnon:").unwrap_or(0)));
+                drop(child);
+                drop(world);
+            }
+            let m = median(rss.clone());
+            rows.push(row(
+            format!("idle daemon RSS with {n} stores (real binary after its first sweep, {how})"),
             &format!("≤ {target_mb:.0} MB"),
             format!(
-                "{m:.1} MB ({}); peak during start-up and sweep (VmHWM) {:.1} MB",
+                "{m:.1} MB ({}), of which anonymous {:.1} MB and file-backed (the binary's code) the rest; VmHWM {:.1} MB",
                 runs_note(&rss, "MB", 1),
+                median(anon),
                 median(hwm)
             ),
             Some(m <= target_mb),
         ));
+        }
     }
     Ok(())
 }
@@ -792,7 +820,7 @@ fn bench_status(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let fakes = runtime("fake", 2)?;
     let n = 1000;
     eprintln!("status: {n} stores, daemon running…");
-    let (world, child, _port) = daemon_world(&bin, n, &fakes)?;
+    let (world, child, _port) = daemon_world(&bin, n, &fakes, UNIT_ENV)?;
     let mut times = Vec::new();
     let reps = (args.runs * 5).max(5);
     for _ in 0..reps {
@@ -1187,8 +1215,34 @@ fn bench_drain(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds a world of `--stores` stores (schedule: once, 30 s from now) and keeps its fakes up,
+/// so the daemon can be run by hand under a profiler:
+/// `valgrind --tool=massif target/release/storeguard --config <printed path> run`.
+fn hold(args: &Args) -> anyhow::Result<()> {
+    let fakes = runtime("fake", 2)?;
+    let world = on_disk(fakes.block_on(World::build(
+        stores(args.stores),
+        world_config(
+            &once_at(Duration::from_secs(args.fire_in)),
+            Duration::from_millis(args.latency_ms),
+            "127.0.0.1:0",
+        ),
+    ))?)?;
+    println!("{}", world.config_path.display());
+    eprintln!(
+        "config written; fakes up for {} s (the checks fire in {} s)",
+        args.hold_secs, args.fire_in
+    );
+    std::thread::sleep(Duration::from_secs(args.hold_secs));
+    drop(world);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.which == "hold" {
+        return hold(&args);
+    }
     let mut rows = Vec::new();
     let all = args.which == "all";
     let which = |w: &str| all || args.which.split(',').any(|x| x == w);

@@ -160,7 +160,8 @@ struct Memory {
 
 /// One store as the prober knows it.
 struct Slot {
-    store: Store,
+    /// Position of the store in the snapshot's `config.stores` (not a copy: 100,000 stores).
+    index: usize,
     client: Result<reqwest::Client, String>,
     egress: String,
     creds: Result<Arc<Creds>, String>,
@@ -233,13 +234,14 @@ impl Prober {
                 Facts::default(),
             );
         };
+        let store = &snapshot.config.stores[slot.index];
         let start = Instant::now();
         let mut probed = match (&slot.creds, &slot.client) {
             (Err(reason), _) => Probed::finding(Finding::new(FindingKind::VaultUnreadable, reason)),
             (Ok(_), Err(reason)) => Probed::finding(Finding::new(FindingKind::Unreachable, reason)),
             (Ok(creds), Ok(client)) => {
                 let ctx = ProbeCtx {
-                    store: &slot.store,
+                    store,
                     config: &snapshot.config,
                     client,
                     now,
@@ -250,17 +252,16 @@ impl Prober {
                 };
                 let mut secrets = creds.secret_values();
                 let posture = posture(&creds.doc(), &snapshot.config, now);
-                let mut probed =
-                    match tokio::time::timeout(slot.store.timeout, run_probe(&ctx)).await {
-                        Ok(p) => p,
-                        Err(_) => Probed::finding(Finding::new(
-                            FindingKind::Unreachable,
-                            format!(
-                                "no complete answer within {}",
-                                crate::duration::format(slot.store.timeout)
-                            ),
-                        )),
-                    };
+                let mut probed = match tokio::time::timeout(store.timeout, run_probe(&ctx)).await {
+                    Ok(p) => p,
+                    Err(_) => Probed::finding(Finding::new(
+                        FindingKind::Unreachable,
+                        format!(
+                            "no complete answer within {}",
+                            crate::duration::format(store.timeout)
+                        ),
+                    )),
+                };
                 probed.findings.extend(posture);
                 // Tokens may have been refreshed during the check: redact those too.
                 secrets.extend(creds.secret_values());
@@ -277,7 +278,7 @@ impl Prober {
         probed.facts.egress = Some(slot.egress.clone());
         Outcome::new(
             store_id,
-            slot.store.marketplace,
+            store.marketplace,
             now,
             probed.findings,
             probed.facts,
@@ -318,7 +319,9 @@ fn build_snapshot(
         .map(|s| (EntryId::store(&s.id), Schema::Store(s.marketplace)))
         .collect();
     let docs = vault.load_all(&entries, identity);
-    for ((store, (entry, schema)), doc) in config.stores.iter().zip(entries).zip(docs) {
+    for (index, ((store, (entry, schema)), doc)) in
+        config.stores.iter().zip(entries).zip(docs).enumerate()
+    {
         let creds = doc
             .map(|doc| Arc::new(Creds::new(entry, schema, doc)))
             .map_err(|e| crate::outcome::sanitize(&e.to_string(), 300));
@@ -333,14 +336,20 @@ fn build_snapshot(
             }
         };
         let memory = old
-            .and_then(|o| o.slots.get(&store.id))
-            .filter(|s| s.store.marketplace == store.marketplace)
+            .and_then(|o| {
+                o.slots.get(&store.id).filter(|s| {
+                    o.config
+                        .stores
+                        .get(s.index)
+                        .is_some_and(|old| old.marketplace == store.marketplace)
+                })
+            })
             .map(|s| s.memory.clone())
             .unwrap_or_default();
         slots.insert(
             store.id.clone(),
             Arc::new(Slot {
-                store: store.clone(),
+                index,
                 client,
                 egress,
                 creds,
