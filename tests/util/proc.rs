@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 use storeguard::demo::{StoreSpec, World, WorldConfig};
 use storeguard::model::{ChannelKind, Marketplace};
 
+/// A free port outside the kernel's ephemeral range (32768+), so fakes and receivers that bind
+/// port 0 later can never be handed the same port before the daemon binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = 20_000 + (rand_u64() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct Daemon {
