@@ -466,6 +466,17 @@ impl State {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StateError> {
+        self.due_outbox_for(None, now, limit)
+    }
+
+    /// Rows due for one channel (`None`: every channel), oldest first, never a row while an
+    /// older one of the same (channel, store) is still pending.
+    pub fn due_outbox_for(
+        &self,
+        channel: Option<&str>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StateError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT o.seq, o.channel, o.payload, o.attempts, o.created_at_ms, o.held FROM outbox o
@@ -473,9 +484,10 @@ impl State {
                AND NOT EXISTS (SELECT 1 FROM outbox p
                    WHERE p.channel = o.channel AND p.store_id = o.store_id AND p.seq < o.seq
                      AND p.delivered_at_ms IS NULL AND p.gave_up_at_ms IS NULL)
+               AND (?3 IS NULL OR o.channel = ?3)
              ORDER BY o.seq LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![ms(now), limit as i64], |r| {
+        let rows = stmt.query_map(params![ms(now), limit as i64, channel], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -511,6 +523,22 @@ impl State {
             |r| r.get(0),
         )?;
         Ok(v.map(from_ms))
+    }
+
+    /// Each channel with pending rows, and when its earliest one is due.
+    pub fn pending_channels(&self) -> Result<Vec<(String, DateTime<Utc>)>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT channel, MIN(next_attempt_ms) FROM outbox
+             WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL GROUP BY channel",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (channel, due) = row?;
+            out.push((channel, from_ms(due)));
+        }
+        Ok(out)
     }
 
     pub fn mark_delivered(&self, seq: i64, now: DateTime<Utc>) -> Result<(), StateError> {

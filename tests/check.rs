@@ -784,8 +784,9 @@ async fn memory_stays_bounded_on_an_endless_body() {
 }
 
 /// SIGKILL `storeguard check` at random points around an IOP token refresh and write-back,
-/// many times: the vault entry always decrypts to the complete old or the complete new token
-/// set, and the fake never sees a refreshed access token before it is durable in the vault.
+/// many times: once the rotation journal is folded (as the next start does) the vault entry
+/// decrypts to the complete old or the complete new token set, and the fake never sees a
+/// refreshed access token before it is durable in the vault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_during_refresh_the_vault_holds_old_or_new_tokens() {
     let env = Env::new();
@@ -837,8 +838,9 @@ async fn killed_during_refresh_the_vault_holds_old_or_new_tokens() {
     let (mut kept_old, mut kept_new, mut finished) = (0, 0, 0);
     let iterations = 120;
     for n in 0..iterations {
-        // Back to the old token set.
+        // Back to the old token set (a person re-authorised the app).
         env.put(c.id, Marketplace::Aliexpress, &cr.vault_text);
+        assert!(fake.reauthorise(app_key));
         fake.clear_requests();
         let mut child = env.command(&["--json"]).spawn().unwrap();
         if n % 4 == 0 {
@@ -855,6 +857,14 @@ async fn killed_during_refresh_the_vault_holds_old_or_new_tokens() {
         if status.success() {
             finished += 1;
         }
+        // What the next start does first: fold tokens the killed run journaled.
+        env.vault
+            .fold_rotations(
+                &EntryId::store(c.id),
+                Schema::Store(Marketplace::Aliexpress),
+                &env.identity,
+            )
+            .unwrap();
         let doc = env.load(c.id, Marketplace::Aliexpress);
         let access = doc.get("access_token").unwrap().expose_secret().to_string();
         let refresh = doc
@@ -888,6 +898,140 @@ async fn killed_during_refresh_the_vault_holds_old_or_new_tokens() {
         "kills landed on both sides of the write"
     );
     assert!(took < Duration::from_secs(60));
+}
+
+/// D1: interrupt `storeguard check` (SIGINT, SIGTERM, SIGKILL) while dozens of stores refresh
+/// against a gateway that honours single use, then check every store again: a store whose new
+/// refresh token was lost is CRITICAL `auth_rejected` for good. SIGINT and SIGTERM must lose
+/// none (write-backs are drained); SIGKILL can lose only refreshes whose answer was on its way
+/// or not yet journaled when the process died.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_refreshes_lose_no_authorization() {
+    const STORES: usize = 40;
+    let env = Env::new();
+    let fake = IopFake::start(IopKind::Aliexpress, Options::default())
+        .await
+        .unwrap();
+    let base = fake.url().as_str().trim_end_matches('/').to_string();
+    let mut stores_toml = String::new();
+    let mut accounts = Vec::new();
+    for i in 0..STORES {
+        let acct = IopAccount {
+            app_key: format!("{}", 610_000 + i),
+            app_secret: format!("CANARY-storm-secret-{i}"),
+            access_token: format!("CANARY-storm-access-{i}"),
+            refresh_token: format!("CANARY-storm-refresh-{i}"),
+            seller_id: format!("{}", 2_300_000 + i),
+            store_name: None,
+        };
+        // The access token is refused, so every check refreshes first.
+        fake.add_account(acct.clone(), Scenario::IllegalAccessTokenThenRefresh);
+        stores_toml.push_str(&format!(
+            "[[store]]\nid = \"ali-{i}\"\nmarketplace = \"aliexpress\"\naccount = \"{}\"\n\n",
+            acct.seller_id
+        ));
+        accounts.push(acct);
+    }
+    env.write_config(
+        "en",
+        "10s",
+        &format!("[marketplace.aliexpress]\nendpoint = \"{base}\"\n"),
+        &stores_toml,
+    );
+    let reset = || {
+        for (i, a) in accounts.iter().enumerate() {
+            env.put(
+                &format!("ali-{i}"),
+                Marketplace::Aliexpress,
+                &format!(
+                    "app_key = \"{}\"\napp_secret = \"{}\"\naccess_token = \"{}\"\nrefresh_token = \"{}\"\n",
+                    a.app_key, a.app_secret, a.access_token, a.refresh_token
+                ),
+            );
+            assert!(fake.reauthorise(&a.app_key));
+        }
+    };
+    // How long an uninterrupted run takes, from its first refresh on.
+    reset();
+    fake.clear_requests();
+    let started = Instant::now();
+    let whole = env.run(&["--json"]).await;
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    let full = started.elapsed();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xd1_5707);
+    // (refreshes served while the run was interrupted, authorizations lost) per signal.
+    let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let iterations = 24;
+    for n in 0..iterations {
+        reset();
+        fake.clear_requests();
+        let (name, signal) = match n % 3 {
+            0 => ("SIGINT", nix::sys::signal::Signal::SIGINT),
+            1 => ("SIGTERM", nix::sys::signal::Signal::SIGTERM),
+            _ => ("SIGKILL", nix::sys::signal::Signal::SIGKILL),
+        };
+        let child = env.command(&["--json"]).spawn().unwrap();
+        // Interrupt at a random point of the refresh burst: from the first refresh the gateway
+        // served to as long as a whole uninterrupted run takes.
+        let first = fake.wait_for_request(|r| r.path == "/rest/auth/token/refresh");
+        tokio::time::timeout(Duration::from_secs(20), first)
+            .await
+            .expect("a store refreshed");
+        let within = full.as_micros().max(1) as u64;
+        tokio::time::sleep(Duration::from_micros(rng.random_range(0..within))).await;
+        let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .expect("the interrupted check exits")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stdout.contains("CANARY") && !stderr.contains("CANARY"),
+            "{stderr}"
+        );
+        if signal != nix::sys::signal::Signal::SIGKILL {
+            let code = out.status.code();
+            assert!(
+                code == Some(130) || code == Some(143) || code == Some(0),
+                "iteration {n}: {name} → {:?}\n{stderr}",
+                out.status
+            );
+        }
+        let served: usize = accounts.iter().map(|a| fake.issued(&a.app_key).len()).sum();
+        // Every store again, to completion: a lost authorization shows as auth_rejected.
+        let again = env.run(&["--json"]).await;
+        let lost = again
+            .json()
+            .iter()
+            .filter(|r| kinds(r).iter().any(|k| k == "auth_rejected"))
+            .count();
+        let t = tally.entry(name).or_default();
+        t.0 += served;
+        t.1 += lost;
+        assert!(
+            fake.violations().is_empty(),
+            "iteration {n}: {:?}",
+            fake.violations()
+        );
+    }
+    for (name, (served, lost)) in &tally {
+        println!(
+            "{name}: {lost} authorizations lost in {served} interrupted refreshes ({:.1} per 1,000)",
+            *lost as f64 * 1000.0 / (*served).max(1) as f64
+        );
+    }
+    for name in ["SIGINT", "SIGTERM"] {
+        let (served, lost) = tally[name];
+        assert!(served > 0, "{name}: no refresh was interrupted");
+        assert_eq!(lost, 0, "{name} lost {lost} of {served} authorizations");
+    }
+    let (served, lost) = tally["SIGKILL"];
+    assert!(
+        lost * 10 <= served,
+        "SIGKILL lost {lost} of {served} authorizations"
+    );
 }
 
 fn prober(env: &Env) -> storeguard::marketplace::Prober {

@@ -584,3 +584,176 @@ async fn marketplace_outage_is_one_grouped_incident() {
     );
     assert!(d.stop().success());
 }
+
+/// D2: a channel that accepts the connection and never answers costs its own timeout per alert
+/// and delays no other channel. Eight stores break at once; both channels get every alert, and
+/// the healthy webhook has all eight while the dead one is still on its first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_channel_delays_only_itself() {
+    // Accepts and holds every connection, never reads or answers.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for conn in dead.incoming().flatten() {
+                held.lock().unwrap().push(conn);
+            }
+        });
+    }
+    let healthy = Receiver::start().await;
+    let placeholder = Receiver::start().await;
+    let port = free_port();
+    let stores: Vec<_> = (0..8).map(|i| ozon(&format!("ozon-{i}"))).collect();
+    let w = util::proc::world_with(
+        stores,
+        port,
+        &[("dead", "", &placeholder), ("hook", "", &healthy)],
+        "1h",
+        "",
+    )
+    .await;
+    w.put_channel(
+        "dead",
+        storeguard::model::ChannelKind::Webhook,
+        &format!("url = \"{dead_url}\"\n"),
+    )
+    .unwrap();
+    let d = Daemon::start(&w, port);
+    for i in 0..8 {
+        wait_checked(&d, &format!("ozon-{i}")).await;
+    }
+    let broke = Instant::now();
+    for i in 0..8 {
+        w.set_scenario(&format!("ozon-{i}"), Scenario::CompanyBlocked);
+    }
+    // One delivery to the dead channel waits for its timeout (15 s); the webhook does not.
+    eventually(
+        Duration::from_secs(12),
+        "all eight at the healthy webhook",
+        || async { (0..8).all(|i| healthy.events(&format!("ozon-{i}"), "opened").len() == 1) },
+    )
+    .await;
+    println!(
+        "healthy webhook had all 8 alerts {:?} after the stores broke, next to a dead channel",
+        broke.elapsed()
+    );
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the dead channel was tried"
+    );
+    assert!(placeholder.all().is_empty());
+    assert!(d.stop().success());
+}
+
+/// D3: under systemd's usual open-file limit (1,024, not raisable here), 1,100 idle local
+/// connections to the status port must not starve the daemon: a SIGHUP still loads a changed
+/// config, and a store that breaks meanwhile is still alerted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_use_up_the_daemons_descriptors() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    let d = Daemon::start_under(&w, port, &[], &["prlimit", "--nofile=1024:1024", "--"]);
+    wait_checked(&d, "ozon-a").await;
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => idle.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(idle.len() > 1024, "opened {} connections", idle.len());
+    let good = std::fs::read_to_string(&w.config_path).unwrap();
+    let with_new = good.replacen(
+        "[[store]]",
+        "[[store]]\nid = \"ozon-new\"\nmarketplace = \"ozon\"\naccount = \"1000000\"\n\n[[store]]",
+        1,
+    );
+    std::fs::write(&w.config_path, with_new).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    w.set_scenario("ozon-a", Scenario::CompanyBlocked);
+    eventually(
+        Duration::from_secs(8),
+        "reload and alert despite the flood",
+        || async {
+            d.log().contains("configuration reloaded")
+                && receiver.events("ozon-a", "opened").len() == 1
+        },
+    )
+    .await;
+    let log = d.log();
+    assert!(!log.contains("Too many open files"), "{log}");
+    drop(idle);
+    eventually(Duration::from_secs(15), "new store listed", || async {
+        d.store("ozon-new").await.is_some()
+    })
+    .await;
+    assert!(d.stop().success());
+}
+
+/// D4: a config cut short after `[daemon]` is valid TOML with no stores; a SIGHUP must not load
+/// it (monitoring would stop with /healthz still ok), and says so through the running channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_refuses_a_config_that_drops_every_store() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "ozon-a").await;
+    let good = std::fs::read_to_string(&w.config_path).unwrap();
+    let cut = &good[..good.find("[defaults]").or(good.find("[[")).unwrap()];
+    assert!(cut.contains("[daemon]") && !cut.contains("[[store]]"));
+    std::fs::write(&w.config_path, cut).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    eventually(Duration::from_secs(10), "reload rejected", || async {
+        d.log().contains("configuration reload rejected")
+    })
+    .await;
+    assert!(d.log().contains("has no [[store]]"), "{}", d.log());
+    eventually(Duration::from_secs(20), "alert about it", || async {
+        receiver
+            .delivered()
+            .iter()
+            .any(|r| r.field("store_id") == "storeguard" && r.field("finding") == "daemon_fault")
+    })
+    .await;
+    let last = d.store("ozon-a").await.unwrap()["last_check"].clone();
+    eventually(Duration::from_secs(10), "still checking", || async {
+        d.store("ozon-a")
+            .await
+            .is_some_and(|s| s["last_check"] != last)
+    })
+    .await;
+    assert!(d.stop().success());
+}
+
+/// D5: a second daemon on the same state directory refuses to start and names the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_one_state_dir_refuses_to_start() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    let first = Daemon::start(&w, port);
+    wait_checked(&first, "ozon-a").await;
+    let pid = first.child.as_ref().unwrap().id();
+    let out = Command::new(env!("CARGO_BIN_EXE_storeguard"))
+        .arg("--config")
+        .arg(&w.config_path)
+        .arg("run")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "another storeguard daemon (process {pid}) is already running"
+        )),
+        "{stderr}"
+    );
+    assert!(first.stop().success());
+}

@@ -101,12 +101,35 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let now = Utc::now();
+    // SIGINT/SIGTERM: start no further check, let those in flight finish (a refresh already
+    // sent must reach the vault), drain the write-backs, then print what was checked.
+    // A second signal stops waiting for the probes; the write-backs are still drained.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let hurry = tokio_util::sync::CancellationToken::new();
+    let signal = runtime.block_on(async { Interrupt::install() })?;
+    let caught = Arc::new(std::sync::OnceLock::new());
+    let watcher = {
+        let (stop, hurry, caught) = (stop.clone(), hurry.clone(), caught.clone());
+        runtime.spawn(async move {
+            let mut signal = signal;
+            if let Some(first) = signal.next().await {
+                let _ = caught.set(first);
+                stop.cancel();
+            }
+            signal.next().await;
+            hurry.cancel();
+        })
+    };
     // Unordered, so one slow store never holds back the next ones; the order is restored after.
-    let mut done: Vec<(usize, Outcome)> = runtime.block_on(
-        futures_util::stream::iter(selected.iter().enumerate().map(|(i, s)| {
+    let mut done: Vec<(usize, Outcome)> = runtime.block_on(async {
+        let checks = futures_util::stream::iter(selected.iter().enumerate().map(|(i, s)| {
             let prober = prober.clone();
             let store = s.clone();
+            let stop = stop.clone();
             async move {
+                if stop.is_cancelled() {
+                    return None;
+                }
                 let id = store.id.clone();
                 let handle = tokio::spawn(async move { prober.check(&id, now).await });
                 let outcome = handle.await.unwrap_or_else(|_| {
@@ -121,16 +144,32 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
                         Default::default(),
                     )
                 });
-                (i, outcome)
+                Some((i, outcome))
             }
         }))
         .buffer_unordered(CONCURRENCY)
-        .collect(),
-    );
+        .filter_map(|x| async move { x })
+        .take_until(hurry.cancelled())
+        .collect::<Vec<_>>();
+        let done = checks.await;
+        prober.drain_writes().await;
+        done
+    });
+    watcher.abort();
+    let interrupted = caught.get().copied();
     done.sort_by_key(|(i, _)| *i);
+    let checked: Vec<usize> = done.iter().map(|(i, _)| *i).collect();
     let outcomes: Vec<Outcome> = done.into_iter().map(|(_, o)| o).collect();
+    let selected: Vec<Store> = checked.iter().map(|&i| selected[i].clone()).collect();
     // Do not wait for probes still parked on hostile servers (they are past their timeout).
     runtime.shutdown_background();
+    if let Some(sig) = interrupted {
+        eprintln!(
+            "interrupted by {}: {} store(s) checked, the others were not started; refreshed tokens were saved",
+            sig.name(),
+            outcomes.len()
+        );
+    }
 
     let worst = outcomes.iter().fold(Status::Ok, |w, o| w.worst(o.status));
     if args.json {
@@ -143,7 +182,56 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", table(&outcomes, lang, timezone));
     }
-    Ok(ExitCode::from(worst.exit_code()))
+    match interrupted {
+        Some(sig) => Ok(ExitCode::from(sig.exit_code())),
+        None => Ok(ExitCode::from(worst.exit_code())),
+    }
+}
+
+/// SIGINT and SIGTERM, as `check` handles them.
+struct Interrupt {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+#[derive(Clone, Copy)]
+enum Caught {
+    Int,
+    Term,
+}
+
+impl Caught {
+    fn name(self) -> &'static str {
+        match self {
+            Caught::Int => "SIGINT",
+            Caught::Term => "SIGTERM",
+        }
+    }
+
+    /// 128 + the signal number, as a shell reports a process the signal ended.
+    fn exit_code(self) -> u8 {
+        match self {
+            Caught::Int => 130,
+            Caught::Term => 143,
+        }
+    }
+}
+
+impl Interrupt {
+    fn install() -> std::io::Result<Interrupt> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) -> Option<Caught> {
+        tokio::select! {
+            s = self.int.recv() => s.map(|_| Caught::Int),
+            s = self.term.recv() => s.map(|_| Caught::Term),
+        }
+    }
 }
 
 /// One store in `--json` output. Field names are stable (documented in docs/check.md).

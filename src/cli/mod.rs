@@ -231,10 +231,11 @@ fn config_check(path: &Path) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    if let Some(v) = &vault
-        && let Err(e) = v.recipients()
-    {
-        problems.push(e.to_string());
+    if let Some(v) = &vault {
+        problems.extend(v.permission_problems());
+        if let Err(e) = v.recipients() {
+            problems.push(e.to_string());
+        }
     }
     if let (Some(vault), Some(identity)) = (&vault, &identity) {
         let mut wanted: Vec<(EntryId, Schema)> = config

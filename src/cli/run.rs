@@ -110,7 +110,7 @@ impl Parts for RealParts {
 /// Every problem that must stop the daemon from starting: unreadable or incomplete vault
 /// entries of enabled stores and of channels.
 pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems = vault.permission_problems();
     if let Err(e) = vault.recipients() {
         problems.push(e.to_string());
     }
@@ -144,6 +144,8 @@ pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Ve
 pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     let config = Arc::new(load_config(config_path)?);
+    // Held until the process exits: one daemon per state directory.
+    let _state_lock = lock_state_dir(&config.daemon.state_dir)?;
     let identity = Arc::new(super::load_identity(&config)?);
     let vault = Vault::open(&config.daemon.vault_dir)?;
     let stale = vault.clean_stale_temp_files()?;
@@ -176,6 +178,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             "no daemon/api entry in the vault: POST requests to the status API are refused (create one with `storeguard vault put daemon/api`)"
         );
     }
+    let nofile = raise_open_file_limit();
     let parts: Arc<dyn Parts> = Arc::new(RealParts::new(vault, identity));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -190,6 +193,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             daemon::Options {
                 api_token,
                 heartbeat_url,
+                limits: daemon::Limits::default().for_open_files(nofile),
                 ..daemon::Options::default()
             },
             reload_rx,
@@ -202,6 +206,67 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         .await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Takes `daemon.lock` in the state directory for the life of the process, and writes this
+/// process's id into it. Two daemons on one state directory would each open their own
+/// incident for one failure and leave one of them open for ever.
+fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let shown = crate::outcome::sanitize(&dir.display().to_string(), 200);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| anyhow!("cannot create the state directory {shown}: {e}"))?;
+    let path = dir.join("daemon.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| anyhow!("cannot open {shown}/daemon.lock: {e}"))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let who = text
+                .trim()
+                .parse::<u32>()
+                .map_or("another process".to_string(), |pid| {
+                    format!("process {pid}")
+                });
+            return Err(anyhow!(
+                "another storeguard daemon ({who}) is already running on the state directory {shown}\n  help: stop it first, or give this configuration its own [daemon] state_dir"
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(anyhow!("cannot lock {shown}/daemon.lock: {e}"));
+        }
+    }
+    file.set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| writeln!(file, "{}", std::process::id()))
+        .map_err(|e| anyhow!("cannot write {shown}/daemon.lock: {e}"))?;
+    Ok(file)
+}
+
+/// Raises the soft open-file limit to the hard one (systemd's default soft limit is 1,024;
+/// the unit sets `LimitNOFILE=` higher) and returns the soft limit now in force.
+fn raise_open_file_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        tracing::debug!(from = soft, to = hard, "raised the open-file limit");
+        return hard;
+    }
+    soft
 }
 
 /// SIGTERM/SIGINT resolve the returned future; SIGHUP asks for a reload.

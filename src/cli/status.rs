@@ -261,6 +261,10 @@ pub fn silence(config_path: &Path, args: SilenceArgs) -> anyhow::Result<ExitCode
     }
     let duration =
         crate::duration::parse(&args.duration).map_err(|e| anyhow::anyhow!("--for: {e}"))?;
+    // The same cap the daemon's API applies.
+    if duration > Duration::from_secs(90 * 86_400) {
+        anyhow::bail!("--for: at most 90d (a longer silence is better written as enabled = false)");
+    }
     let token = api_token(&config);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -318,7 +322,7 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
     }
     let since = crate::duration::parse(&args.since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let state = State::open_read_only(&config.daemon.state_dir)?;
-    let from = Utc::now() - chrono::Duration::from_std(since).context("--since is too large")?;
+    let from = crate::duration::before(Utc::now(), since).context("--since is too large")?;
     let rows = state.timeline(&args.store, from, args.limit)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -414,6 +414,10 @@ fn rekey(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
 fn verify(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
     let identity = load_identity(config)?;
     let mut bad = 0;
+    let loose = vault.permission_problems();
+    for p in &loose {
+        println!("bad  {}", p.replace('\n', "\n     "));
+    }
     let entries = vault.list()?;
     for id in &entries {
         let result = match schema_for(config, id) {
@@ -427,7 +431,10 @@ fn verify(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{} entries, {} bad", entries.len(), bad);
-    Ok(if bad > 0 {
+    if !loose.is_empty() {
+        println!("{} permission problem(s)", loose.len());
+    }
+    Ok(if bad > 0 || !loose.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

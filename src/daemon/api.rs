@@ -226,22 +226,21 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Most connections the listener serves at once; more are closed at accept.
-const MAX_CONNECTIONS: usize = 1024;
 /// A client must send a request's headers within this time.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// No connection lives longer than this, however it trickles.
 const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Serves until `cancel` fires. Each connection is HTTP/1 with a header-read timeout, a 16 KiB
-/// read buffer (larger headers get 431) and a lifetime cap; at most `MAX_CONNECTIONS` at once.
+/// read buffer (larger headers get 431) and a lifetime cap; at most `limits.max_connections` at
+/// once (more are closed at accept).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(shared.limits.max_connections));
     let app = router(shared);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = tokio::select! {
             _ = cancel.cancelled() => return,

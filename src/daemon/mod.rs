@@ -59,6 +59,26 @@ pub struct Limits {
     pub retry_cap: Duration,
     /// How often the dead-man's switch is pinged.
     pub heartbeat_every: Duration,
+    /// Most status-listener connections served at once (see [`Limits::for_open_files`]).
+    pub max_connections: usize,
+}
+
+/// Descriptors kept free of the status listener for everything else: the state database and
+/// its journal, the vault reads of a reload, logs, signal and notify sockets, the runtime.
+const FD_RESERVE: u64 = 192;
+
+impl Limits {
+    /// Sizes the status listener's connection cap to the open-file limit in force: checks
+    /// (one socket each, plus pooled ones) and deliveries (one per channel worker) keep theirs,
+    /// and the listener gets at most half of what is left, never more than 1,024. Under the
+    /// usual soft limit of 1,024 that is 256 connections; a flood of idle clients can then no
+    /// longer starve a reload, a delivery or a check of descriptors.
+    pub fn for_open_files(mut self, nofile: u64) -> Limits {
+        let checks = 2 * (self.max_concurrent_checks as u64);
+        let spare = nofile.saturating_sub(FD_RESERVE + checks + 64);
+        self.max_connections = (spare / 2).clamp(16, 1024) as usize;
+        self
+    }
 }
 
 impl Default for Limits {
@@ -71,6 +91,7 @@ impl Default for Limits {
             retry_base: Duration::from_secs(5),
             retry_cap: Duration::from_secs(600),
             heartbeat_every: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }
@@ -750,86 +771,141 @@ fn retry_delay(limits: &Limits, attempts: u32, asked: Option<Duration>) -> Durat
 }
 
 async fn deliver_loop(shared: Arc<Shared>, cancel: CancellationToken) {
+    // One worker per channel with pending alerts: a channel that accepts the connection and
+    // never answers costs its own timeout per alert and delays no other channel. Each worker
+    // delivers its channel's rows one at a time, oldest first, so per-channel, per-store order
+    // holds as before.
+    let workers = TaskTracker::new();
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
     loop {
         if cancel.is_cancelled() {
-            return;
+            break;
         }
         let now = shared.clock.now();
-        let rows = match shared.state.due_outbox(now, 200) {
+        let pending = match shared.state.pending_channels() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("cannot read the alert outbox: {e}");
+                Vec::new()
+            }
+        };
+        let mut wake = now + chrono::Duration::seconds(30);
+        for (channel, due) in pending {
+            let mut running = busy.lock().unwrap_or_else(|e| e.into_inner());
+            if running.contains(&channel) {
+                continue;
+            }
+            if due <= now {
+                running.insert(channel.clone());
+                workers.spawn(channel_worker(
+                    shared.clone(),
+                    channel,
+                    cancel.clone(),
+                    busy.clone(),
+                ));
+            } else {
+                wake = wake.min(due);
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            // New rows, or a worker that finished (its channel may have more later).
+            _ = shared.outbox_kick.notified() => {}
+            _ = shared.clock.sleep_until(wake) => {}
+        }
+    }
+    workers.close();
+    workers.wait().await;
+}
+
+/// Delivers one channel's due rows until none is due, then leaves (the loop above starts a
+/// new worker when more become due).
+async fn channel_worker(
+    shared: Arc<Shared>,
+    channel: String,
+    cancel: CancellationToken,
+    busy: Arc<Mutex<HashSet<String>>>,
+) {
+    loop {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let now = shared.clock.now();
+        let rows = match shared.state.due_outbox_for(Some(&channel), now, 200) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("cannot read the alert outbox: {e}");
                 Vec::new()
             }
         };
+        if rows.is_empty() {
+            break;
+        }
         let live = shared.live();
         for row in &rows {
             if cancel.is_cancelled() {
-                return;
+                break;
             }
-            let now = shared.clock.now();
-            let age = (now - row.created_at).to_std().unwrap_or_default();
-            if age > shared.limits.alert_max_age {
-                tracing::warn!(
-                    channel = %row.channel,
-                    event_id = %row.event.event_id,
-                    store = %row.event.store_id,
-                    attempts = row.attempts,
-                    "giving up on an alert older than {}",
-                    crate::duration::format(shared.limits.alert_max_age)
-                );
-                shared.metrics.alert(&row.channel, "gave_up");
-                let _ = shared.state.mark_gave_up(row.seq, now, "too old");
-                continue;
-            }
-            if row.held && !still_relevant(&shared, row) {
-                shared
-                    .metrics
-                    .alert(&row.channel, "dropped_after_maintenance");
-                let _ = shared.state.mark_gave_up(
-                    row.seq,
-                    now,
-                    "held for maintenance; no longer relevant",
-                );
-                continue;
-            }
-            let verdict = live.sender.send(&row.channel, &row.event, now).await;
-            let now = shared.clock.now();
-            let result = match verdict {
-                Delivery::Delivered => {
-                    shared.metrics.alert(&row.channel, "delivered");
-                    shared.state.mark_delivered(row.seq, now)
-                }
-                Delivery::Retry(after) => {
-                    shared.metrics.alert(&row.channel, "retry");
-                    let wait = retry_delay(&shared.limits, row.attempts, after);
-                    tracing::debug!(channel = %row.channel, event_id = %row.event.event_id, "delivery will be retried in {}", crate::duration::format(wait));
-                    shared.state.mark_retry(
-                        row.seq,
-                        now + chrono::Duration::from_std(wait).unwrap_or_default(),
-                        "retry",
-                    )
-                }
-                Delivery::Permanent(reason) => {
-                    shared.metrics.alert(&row.channel, "gave_up");
-                    tracing::warn!(channel = %row.channel, event_id = %row.event.event_id, "channel refused the alert for good: {reason}");
-                    shared.state.mark_gave_up(row.seq, now, &reason)
-                }
-            };
-            if let Err(e) = result {
-                tracing::error!("cannot update the alert outbox: {e}");
-            }
+            deliver_row(&shared, &live, row).await;
         }
-        if !rows.is_empty() {
-            continue;
+    }
+    busy.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&channel);
+    shared.outbox_kick.notify_one();
+}
+
+/// One attempt at one outbox row, and its bookkeeping.
+async fn deliver_row(shared: &Arc<Shared>, live: &Live, row: &crate::state::OutboxRow) {
+    let now = shared.clock.now();
+    let age = (now - row.created_at).to_std().unwrap_or_default();
+    if age > shared.limits.alert_max_age {
+        tracing::warn!(
+            channel = %row.channel,
+            event_id = %row.event.event_id,
+            store = %row.event.store_id,
+            attempts = row.attempts,
+            "giving up on an alert older than {}",
+            crate::duration::format(shared.limits.alert_max_age)
+        );
+        shared.metrics.alert(&row.channel, "gave_up");
+        let _ = shared.state.mark_gave_up(row.seq, now, "too old");
+        return;
+    }
+    if row.held && !still_relevant(shared, row) {
+        shared
+            .metrics
+            .alert(&row.channel, "dropped_after_maintenance");
+        let _ = shared
+            .state
+            .mark_gave_up(row.seq, now, "held for maintenance; no longer relevant");
+        return;
+    }
+    let verdict = live.sender.send(&row.channel, &row.event, now).await;
+    let now = shared.clock.now();
+    let result = match verdict {
+        Delivery::Delivered => {
+            shared.metrics.alert(&row.channel, "delivered");
+            shared.state.mark_delivered(row.seq, now)
         }
-        let next = shared.state.next_outbox_due().ok().flatten();
-        let wake = next.unwrap_or(shared.clock.now() + chrono::Duration::seconds(30));
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = shared.outbox_kick.notified() => {}
-            _ = shared.clock.sleep_until(wake) => {}
+        Delivery::Retry(after) => {
+            shared.metrics.alert(&row.channel, "retry");
+            let wait = retry_delay(&shared.limits, row.attempts, after);
+            tracing::debug!(channel = %row.channel, event_id = %row.event.event_id, "delivery will be retried in {}", crate::duration::format(wait));
+            shared.state.mark_retry(
+                row.seq,
+                now + chrono::Duration::from_std(wait).unwrap_or_default(),
+                "retry",
+            )
         }
+        Delivery::Permanent(reason) => {
+            shared.metrics.alert(&row.channel, "gave_up");
+            tracing::warn!(channel = %row.channel, event_id = %row.event.event_id, "channel refused the alert for good: {reason}");
+            shared.state.mark_gave_up(row.seq, now, &reason)
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!("cannot update the alert outbox: {e}");
     }
 }
 
@@ -891,10 +967,12 @@ async fn reload_loop(
             _ = cancel.cancelled() => return,
             r = reload.recv() => if r.is_none() { return },
         }
-        let path = shared.live().config.path.clone();
+        let previous = shared.live().config.clone();
+        let path = previous.path.clone();
         let result = Config::load(&path)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .and_then(|c| {
+                check_reload(&previous, &c)?;
                 let c = Arc::new(c);
                 let (probe, sender) = parts.build(&c)?;
                 Ok((c, probe, sender))
@@ -935,6 +1013,39 @@ async fn reload_loop(
                 shared.outbox_kick.notify_one();
             }
         }
+    }
+}
+
+/// Refuses a reload that would silently stop the monitoring: a config with no stores, no
+/// enabled store, or no channel, where the running one has them. A file cut short after
+/// `[daemon]` (a save on a full disk, a bad copy) is valid TOML and passes `config check`.
+pub fn check_reload(previous: &Config, next: &Config) -> anyhow::Result<()> {
+    let enabled = |c: &Config| c.stores.iter().filter(|s| s.enabled).count();
+    let problem = if !previous.stores.is_empty() && next.stores.is_empty() {
+        Some(format!(
+            "the new configuration has no [[store]] (the running one has {})",
+            previous.stores.len()
+        ))
+    } else if enabled(previous) > 0 && enabled(next) == 0 {
+        Some(format!(
+            "every store is disabled in the new configuration (the running one checks {})",
+            enabled(previous)
+        ))
+    } else if !previous.channels.is_empty() && next.channels.is_empty() {
+        Some(format!(
+            "the new configuration has no [[channel]] (the running one has {})",
+            previous.channels.len()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(anyhow::anyhow!(
+            "{p}: monitoring would stop, so it is not loaded
+  help: check that {} was saved whole; to stop monitoring on purpose, stop the service",
+            crate::outcome::sanitize(&next.path.display().to_string(), 200)
+        )),
+        None => Ok(()),
     }
 }
 
@@ -1013,7 +1124,10 @@ async fn heartbeat(shared: Arc<Shared>, url: secrecy::SecretString, cancel: Canc
 async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     loop {
         let retention = shared.live().config.daemon.history_retention;
-        let before = shared.clock.now() - chrono::Duration::from_std(retention).unwrap_or_default();
+        // A cutoff before the calendar begins keeps everything (never "now": that would
+        // delete all history).
+        let before = crate::duration::before(shared.clock.now(), retention)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         match shared.state.prune(before) {
             Ok(n) if n > 0 => {
                 tracing::info!(rows = n, "pruned login history older than the retention")

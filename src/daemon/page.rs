@@ -1380,7 +1380,8 @@ fn ctx_for(shared: &Shared, config: &Config, lang: Option<Language>) -> Ctx {
 }
 
 fn history_since(ctx: &Ctx, config: &Config) -> DateTime<Utc> {
-    ctx.now - chrono::Duration::from_std(config.daemon.history_retention).unwrap_or_default()
+    crate::duration::before(ctx.now, config.daemon.history_retention)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
 fn index_page(shared: &Shared, raw: Option<&str>, show_accounts: bool) -> String {

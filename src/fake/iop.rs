@@ -52,6 +52,8 @@ struct Inner {
     apps: Accounts<App>,
     observer: RwLock<Option<TokenObserver>>,
     violations: Mutex<Vec<String>>,
+    /// Refreshes refused because their token was already spent.
+    spent: std::sync::atomic::AtomicU64,
 }
 
 /// A running fake IOP gateway.
@@ -68,6 +70,7 @@ impl IopFake {
             apps: Accounts::new(),
             observer: RwLock::new(None),
             violations: Mutex::new(Vec::new()),
+            spent: std::sync::atomic::AtomicU64::new(0),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
         let server = Server::start(inner.common.options.bind, router).await?;
@@ -90,6 +93,29 @@ impl IopFake {
 
     pub fn set_scenario(&self, app_key: &str, scenario: Scenario) -> bool {
         self.inner.apps.set_scenario(app_key, scenario)
+    }
+
+    /// A person re-authorised the app: the account's initial tokens are valid again and every
+    /// issued pair is forgotten.
+    pub fn reauthorise(&self, app_key: &str) -> bool {
+        self.inner
+            .apps
+            .update(app_key, |a| a.issued.clear())
+            .is_some()
+    }
+
+    /// The newest refresh token this app accepts (the initial one until a refresh).
+    pub fn live_refresh_token(&self, app_key: &str) -> Option<String> {
+        self.inner.apps.get(app_key).map(|(a, _)| {
+            a.issued
+                .last()
+                .map_or(a.account.refresh_token.clone(), |(_, r)| r.clone())
+        })
+    }
+
+    /// How many refreshes were refused because their token had already been spent.
+    pub fn spent_refresh_attempts(&self) -> u64 {
+        self.inner.spent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The (access, refresh) token pairs issued to this app, oldest first.
@@ -296,27 +322,40 @@ fn refresh(
     issued: &[(String, String)],
     refresh_token: Option<String>,
 ) -> Response {
-    let known = refresh_token
-        .as_deref()
-        .is_some_and(|t| t == account.refresh_token || issued.iter().any(|(_, r)| r == t));
-    if *scenario == Scenario::IllegalRefreshToken || !known {
-        return error(
-            false,
-            "IllegalRefreshToken",
-            "The specified refresh token is invalid or expired",
-        );
-    }
+    // Single use, as the gateway's newer apps (and Shopee, Lazada, TikTok) behave: only the
+    // newest refresh token is valid; a spent one is refused. Checked and rotated atomically.
     let issue = |app: &mut App| {
+        let current = app
+            .issued
+            .last()
+            .map_or(app.account.refresh_token.as_str(), |(_, r)| r.as_str());
+        if *scenario == Scenario::IllegalRefreshToken || refresh_token.as_deref() != Some(current) {
+            return None;
+        }
         let n = app.issued.len() + 1;
         let pair = (
             format!("CANARY-iop-access-{}-{n}", account.app_key),
             format!("CANARY-iop-refresh-{}-{n}", account.app_key),
         );
         app.issued.push(pair.clone());
-        pair
+        Some(pair)
     };
-    let Some((access, refresh)) = inner.apps.update(&account.app_key, issue) else {
+    let Some(rotated) = inner.apps.update(&account.app_key, issue) else {
         return error(false, "InvalidAppKey", "the app key is not known");
+    };
+    let Some((access, refresh)) = rotated else {
+        if refresh_token
+            .is_some_and(|t| issued.iter().any(|(_, r)| *r == t) || t == account.refresh_token)
+        {
+            inner
+                .spent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        return error(
+            false,
+            "IllegalRefreshToken",
+            "The specified refresh token is invalid or expired",
+        );
     };
     let seller = match scenario {
         Scenario::SellerMismatch(other) => other.clone(),

@@ -10,7 +10,7 @@ use super::{
     unrecognised,
 };
 use crate::outcome::{Finding, FindingKind, sanitize};
-use crate::vault::{Document, VaultError};
+use crate::vault::Rotation;
 use chrono::{DateTime, TimeZone, Utc};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -223,14 +223,22 @@ pub(crate) struct TokenSet {
 }
 
 impl TokenSet {
-    fn apply(&self, doc: &mut Document) {
-        doc.set("access_token", self.access.clone());
-        doc.set("refresh_token", self.refresh.clone());
+    /// The journal record of this refresh, which spent `spent`.
+    fn rotation(self, spent: SecretString) -> Rotation {
+        let mut times = Vec::new();
         if let Some(t) = self.access_expires {
-            doc.set_time("access_token_expires_at", t);
+            times.push(("access_token_expires_at".to_string(), t));
         }
         if let Some(t) = self.refresh_expires {
-            doc.set_time("refresh_token_expires_at", t);
+            times.push(("refresh_token_expires_at".to_string(), t));
+        }
+        Rotation {
+            spent,
+            fields: vec![
+                ("access_token".to_string(), self.access),
+                ("refresh_token".to_string(), self.refresh),
+            ],
+            times,
         }
     }
 }
@@ -453,17 +461,22 @@ async fn refresh(ctx: &ProbeCtx<'_>, flavor: Flavor, app: &App) -> Result<(), Fi
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(sanitize(s, 40));
     }
-    persist(ctx, guard, tokens).await
+    persist(ctx, guard, tokens.rotation(refresh_token)).await
 }
 
-/// Adopts the vault's entry when another process wrote a newer generation. Returns whether it did.
+/// Adopts the vault's entry when another process wrote a newer generation (or left rotations
+/// in the journal). Returns whether it did.
 async fn adopt_newer(ctx: &ProbeCtx<'_>) -> bool {
     let creds = ctx.creds.clone();
     let vault = ctx.vault.clone();
     let identity = ctx.identity.clone();
     tokio::task::spawn_blocking(move || {
         let current = creds.generation();
-        match vault.load(&creds.entry, creds.schema, &identity) {
+        let doc = match vault.fold_rotations(&creds.entry, creds.schema, &identity) {
+            Ok(Some(doc)) => Ok(doc),
+            _ => vault.load(&creds.entry, creds.schema, &identity),
+        };
+        match doc {
             Ok(doc) if doc.generation > current => {
                 *creds.doc() = doc;
                 true
@@ -475,47 +488,50 @@ async fn adopt_newer(ctx: &ProbeCtx<'_>) -> bool {
     .unwrap_or(false)
 }
 
-/// Writes the new tokens to the vault, then to memory. Runs to completion even when the check
-/// is cancelled (spawn_blocking is not aborted), holding the store's refresh lock throughout.
+/// Makes the new tokens durable, then uses them. The journal write comes first and waits for
+/// nothing (no vault lock, no other writer): from then on a kill cannot lose them. Folding into
+/// the entry follows under the lock. Runs to completion even when the check is cancelled (the
+/// blocking task is tracked by the prober, which `check` and the daemon drain before exiting),
+/// holding the store's refresh lock throughout.
 async fn persist(
     ctx: &ProbeCtx<'_>,
     guard: tokio::sync::OwnedMutexGuard<()>,
-    tokens: TokenSet,
+    rotation: Rotation,
 ) -> Result<(), Finding> {
     let creds: Arc<Creds> = ctx.creds.clone();
     let vault = ctx.vault.clone();
     let identity = ctx.identity.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let _guard = guard;
-        let (text, generation) = {
-            let doc = creds.doc();
-            (doc.to_toml(), doc.generation)
-        };
-        let mut next = Document::parse(&text, creds.schema).map_err(|e| e.message)?;
-        tokens.apply(&mut next);
-        match vault.write(&creds.entry, &mut next, Some(generation), Some(&identity)) {
-            Ok(()) => {
-                *creds.doc() = next;
-                Ok(())
+    let result = ctx
+        .writes
+        .spawn_blocking(move || {
+            let _guard = guard;
+            let journaled = vault.journal(&creds.entry, &rotation);
+            // The old refresh token is spent either way: keep the new pair in memory, so this
+            // process can go on (and the next refresh can still save it).
+            rotation.apply(&mut creds.doc());
+            if let Err(e) = journaled {
+                return Err(e.to_string());
             }
-            // Another process refreshed first: use what it wrote.
-            Err(VaultError::Conflict { .. }) => {
-                let doc = vault
-                    .load(&creds.entry, creds.schema, &identity)
-                    .map_err(|e| e.to_string())?;
-                *creds.doc() = doc;
-                Ok(())
+            match vault.fold_rotations(&creds.entry, creds.schema, &identity) {
+                Ok(Some(doc)) => *creds.doc() = doc,
+                Ok(None) => {}
+                // Durable in the journal; the fold is retried at the next refresh or start.
+                Err(e) => tracing::warn!(
+                    entry = %creds.entry,
+                    "refreshed tokens are saved in the vault journal but not yet in the entry: {}",
+                    crate::outcome::sanitize(&e.to_string(), 200)
+                ),
             }
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await
-    .unwrap_or_else(|_| Err("the vault writer stopped unexpectedly".to_string()));
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|_| Err("the vault writer stopped unexpectedly".to_string()));
     result.map_err(|e| {
         Finding::new(
             FindingKind::VaultUnreadable,
             format!(
-                "refreshed tokens could not be written to the vault, so they were not used: {e}"
+                "refreshed tokens could not be saved (they are kept in memory only; a restart \
+                 loses them and the store must then be re-authorised): {e}"
             ),
         )
     })

@@ -61,6 +61,8 @@ pub struct ProbeCtx<'a> {
     memory: &'a Memory,
     vault: &'a Vault,
     identity: &'a Arc<Identity>,
+    /// Vault write-backs in flight (they outlive a cancelled check; drained before exit).
+    writes: &'a tokio_util::task::TaskTracker,
 }
 
 impl ProbeCtx<'_> {
@@ -178,6 +180,7 @@ pub struct Prober {
     vault: Vault,
     identity: Arc<Identity>,
     snapshot: RwLock<Arc<Snapshot>>,
+    writes: tokio_util::task::TaskTracker,
 }
 
 impl Prober {
@@ -193,7 +196,16 @@ impl Prober {
             vault,
             identity,
             snapshot: RwLock::new(Arc::new(snapshot)),
+            writes: tokio_util::task::TaskTracker::new(),
         })
+    }
+
+    /// Waits until every vault write-back started so far (refreshed tokens) has finished.
+    /// Call before the process exits, including on SIGINT/SIGTERM.
+    pub async fn drain_writes(&self) {
+        self.writes.close();
+        self.writes.wait().await;
+        self.writes.reopen();
     }
 
     /// Re-reads config + vault (SIGHUP). An entry that is now unreadable makes that store report
@@ -249,6 +261,7 @@ impl Prober {
                     memory: &slot.memory,
                     vault: &self.vault,
                     identity: &self.identity,
+                    writes: &self.writes,
                 };
                 let mut secrets = creds.secret_values();
                 let posture = posture(&creds.doc(), &snapshot.config, now);
@@ -318,6 +331,7 @@ fn build_snapshot(
         .iter()
         .map(|s| (EntryId::store(&s.id), Schema::Store(s.marketplace)))
         .collect();
+    fold_pending_rotations(vault, identity, &entries);
     let docs = vault.load_all(&entries, identity);
     for (index, ((store, (entry, schema)), doc)) in
         config.stores.iter().zip(entries).zip(docs).enumerate()
@@ -358,6 +372,28 @@ fn build_snapshot(
         );
     }
     Ok(Snapshot { config, slots })
+}
+
+/// Folds tokens a killed process journaled but did not fold (see `vault::journal`), so every
+/// store starts from its newest authorization. A fold that fails leaves the journal for the
+/// next start; the entry's own problem (if any) is reported by the load that follows.
+fn fold_pending_rotations(vault: &Vault, identity: &Identity, entries: &[(EntryId, Schema)]) {
+    let pending = match vault.pending_rotations() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("cannot read the vault's rotation journal: {e}");
+            return;
+        }
+    };
+    for id in pending {
+        let Some((_, schema)) = entries.iter().find(|(e, _)| *e == id) else {
+            continue;
+        };
+        match vault.fold_rotations(&id, *schema, identity) {
+            Ok(_) => tracing::info!(entry = %id, "folded refreshed tokens from the journal"),
+            Err(e) => tracing::warn!(entry = %id, "cannot fold journaled tokens yet: {e}"),
+        }
+    }
 }
 
 /// A client of its own for a store behind a proxy (so it leaves through its own address).

@@ -476,6 +476,17 @@ impl Document {
             match (field.ty, &mut value) {
                 (FieldType::Text, toml::Value::String(s)) => {
                     let s = std::mem::take(s);
+                    // The probes refuse to send such a value (it cannot be a header or a form
+                    // field as is), so the vault refuses to hold it: found by `vault verify`,
+                    // `config check` and the start-up check instead of at the first probe.
+                    if s.chars().any(char::is_control) {
+                        return Err(EntryError {
+                            message: format!(
+                                "{}`{key}` holds a line break, NUL or other control character, which no marketplace or channel accepts; paste the value again without it",
+                                at(text, &key)
+                            ),
+                        });
+                    }
                     if s.trim().is_empty() && field.required {
                         return Err(EntryError {
                             message: format!(
@@ -720,6 +731,21 @@ mod tests {
             let e = Document::parse(&text, Schema::Store(Marketplace::Ozon)).unwrap_err();
             assert!(!e.message.contains(CANARY), "{}", e.message);
             assert!(!e.message.contains("CANARY"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn values_that_can_never_be_sent_are_refused() {
+        // D12: CR/LF/NUL in a key passed every check until the probe refused to send it.
+        for bad in ["\\r\\n", "\\n", "\\u0000", "\\u001b"] {
+            let text = format!("client_id = \"1\"\napi_key = \"{CANARY}{bad}x\"\n");
+            let e = Document::parse(&text, Schema::Store(Marketplace::Ozon)).unwrap_err();
+            assert!(
+                e.message.contains("line 2: `api_key` holds"),
+                "{}",
+                e.message
+            );
+            assert!(!e.message.contains("CANARY"));
         }
     }
 

@@ -10,8 +10,10 @@
 //! drop the whole buffer on any error: a truncated file never yields partial plaintext.
 
 pub mod entry;
+pub mod journal;
 
 pub use entry::{Document, EntryError, EntryId, EntryKind, Schema};
+pub use journal::Rotation;
 
 use age::secrecy::{ExposeSecret, SecretString};
 use std::fmt;
@@ -525,7 +527,53 @@ impl Vault {
                 .create(parent)
                 .map_err(io_err(parent))?;
         }
-        write_atomic(&path, &sealed, 0o600).map_err(io_err(&path))
+        write_private(&path, &sealed).map_err(io_err(&path))
+    }
+
+    /// Entries and vault directories whose integrity a local user other than the owner could
+    /// break: writable by group or others, owned by another (non-root) user, or a symlink.
+    /// `recipients.txt` is public, so anyone who can write an entry can swap in credentials or
+    /// a webhook URL of their own; file modes are what keeps entries genuine.
+    pub fn permission_problems(&self) -> Vec<String> {
+        let me = nix::unistd::geteuid().as_raw();
+        let mut out = Vec::new();
+        let mut check = |path: &Path, what: &str| {
+            let Ok(meta) = fs::symlink_metadata(path) else {
+                return;
+            };
+            let shown = path.display();
+            if meta.file_type().is_symlink() {
+                out.push(format!(
+                    "{shown}: the {what} is a symbolic link\n  help: replace it with the file itself (storeguard writes entries in place, 0600)"
+                ));
+                return;
+            }
+            let mode = meta.mode() & 0o777;
+            if mode & 0o022 != 0 {
+                out.push(format!(
+                    "{shown}: the {what} is writable by {} (mode {mode:04o})\n  help: chmod {} {shown}",
+                    if mode & 0o002 != 0 { "everyone" } else { "its group" },
+                    if meta.is_dir() { "700" } else { "600" }
+                ));
+            }
+            // Root may read a service user's vault (`config check` as root) without a word.
+            if me != 0 && meta.uid() != me && meta.uid() != 0 {
+                out.push(format!(
+                    "{shown}: the {what} is owned by uid {}, but storeguard runs as uid {me}\n  help: chown {me} {shown}",
+                    meta.uid()
+                ));
+            }
+        };
+        check(&self.dir, "vault directory");
+        for sub in ["stores", "channels", "daemon", "journal"] {
+            check(&self.dir.join(sub), "vault directory");
+        }
+        if let Ok(entries) = self.list() {
+            for id in entries {
+                check(&self.path_of(&id), "vault entry");
+            }
+        }
+        out
     }
 
     /// Removes an entry.
@@ -611,7 +659,7 @@ impl Vault {
                 sync_dir(&dir).map_err(io_err(&dir))?;
             }
         }
-        Ok(removed)
+        Ok(removed + self.clean_stale_journal_temps())
     }
 }
 
@@ -691,6 +739,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> 
         {
             std::os::unix::fs::fchown(f.as_file(), Some(dir.uid()), Some(dir.gid()))?;
         }
+    }
+    f.write_all(bytes)?;
+    f.commit()
+}
+
+/// Atomically replaces `path` with a 0600 file, whatever was there before (a loosened mode is
+/// not kept, and a symbolic link is replaced, not followed).
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = atomic_write_file::AtomicWriteFile::options().open(path)?;
+    f.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))?;
+    // Root writing into a directory owned by the service user (the vault under systemd):
+    // the new file belongs to the directory's owner, so the daemon can still read it.
+    if nix::unistd::geteuid().is_root()
+        && let Some(dir) = path.parent().and_then(|d| fs::metadata(d).ok())
+        && dir.uid() != 0
+    {
+        std::os::unix::fs::fchown(f.as_file(), Some(dir.uid()), Some(dir.gid()))?;
     }
     f.write_all(bytes)?;
     f.commit()
@@ -807,6 +873,62 @@ mod tests {
                 assert!(p.as_str().contains("CANARY-trunc"));
             }
         }
+    }
+
+    #[test]
+    fn entries_are_written_0600_whatever_was_there() {
+        let (_d, vault, identity) = vault();
+        let id = EntryId::store("s1");
+        let schema = Schema::Store(crate::model::Marketplace::Ozon);
+        let text = "client_id = \"1\"\napi_key = \"k\"\n";
+        vault
+            .write(
+                &id,
+                &mut Document::parse(text, schema).unwrap(),
+                None,
+                Some(&identity),
+            )
+            .unwrap();
+        let path = vault.path_of(&id);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(
+            vault.permission_problems().len(),
+            1,
+            "{:?}",
+            vault.permission_problems()
+        );
+        vault
+            .write(
+                &id,
+                &mut Document::parse(text, schema).unwrap(),
+                None,
+                Some(&identity),
+            )
+            .unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        // A symlinked entry is replaced by a private file, not followed.
+        let elsewhere = vault.dir().join("elsewhere.age");
+        fs::rename(&path, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(vault.permission_problems()[0].contains("symbolic link"));
+        vault
+            .write(
+                &id,
+                &mut Document::parse(text, schema).unwrap(),
+                None,
+                Some(&identity),
+            )
+            .unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert!(vault.permission_problems().is_empty());
+        fs::set_permissions(
+            vault.dir().join("stores"),
+            fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        assert!(vault.permission_problems()[0].contains("everyone"));
     }
 
     #[test]

@@ -32,9 +32,27 @@ impl Daemon {
     }
 
     pub fn start_env(world: &World, port: u16, env: &[(&str, String)]) -> Daemon {
+        Self::start_under(world, port, env, &[])
+    }
+
+    /// Starts the daemon through `wrapper` (e.g. `prlimit --nofile=1024:1024 --`), which must
+    /// exec it, so the child's pid is the daemon's.
+    pub fn start_under(
+        world: &World,
+        port: u16,
+        env: &[(&str, String)],
+        wrapper: &[&str],
+    ) -> Daemon {
         let log = world.path().join(format!("daemon-{}.log", rand_u64()));
         let file = std::fs::File::create(&log).unwrap();
-        let mut c = Command::new(super::BIN);
+        let mut c = match wrapper.split_first() {
+            None => Command::new(super::BIN),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(super::BIN);
+                c
+            }
+        };
         c.arg("--config")
             .arg(&world.config_path)
             .arg("run")
