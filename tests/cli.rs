@@ -319,3 +319,78 @@ fn vault_edit_validates_before_saving() {
 fn sigkill_during_put_and_rekey_never_tears_an_entry() {
     util::kill_storm(200);
 }
+
+/// D6: `vault edit` keeps the decrypted entry in a 0700 directory whatever the umask; SIGTERM or
+/// SIGHUP (a dropped SSH session) wipes it, and a copy left by a SIGKILL is wiped by the next
+/// command this user runs.
+#[test]
+fn vault_edit_never_leaves_plaintext_behind() {
+    use std::process::Stdio;
+    let s = Setup::init();
+    s.add_ozon_store("ozon-main", "1", "CANARY-cli-edit-0042");
+    let editor = s.dir.path().join("hold.sh");
+    let marker = s.dir.path().join("editing");
+    fs::write(
+        &editor,
+        format!(
+            "#!/bin/sh\necho \"$1\" > {}.tmp && mv {0}.tmp {0}\nexec sleep 30 </dev/null >/dev/null 2>&1\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&editor, fs::Permissions::from_mode(0o755)).unwrap();
+    let start = || {
+        let _ = fs::remove_file(&marker);
+        let child = s
+            .command(&["vault", "edit", "store/ozon-main"])
+            .env("EDITOR", &editor)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !marker.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the editor never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let file = std::path::PathBuf::from(fs::read_to_string(&marker).unwrap().trim());
+        let dir = file.parent().unwrap().to_path_buf();
+        assert!(
+            fs::read_to_string(&file)
+                .unwrap()
+                .contains("CANARY-cli-edit-0042")
+        );
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        (child, dir)
+    };
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let (child, dir) = start();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("decrypted copy was wiped"),
+            "{sig}: {stderr}"
+        );
+        assert!(!stderr.contains("CANARY"));
+        assert!(!dir.exists(), "{sig} left {}", dir.display());
+    }
+    let (mut child, dir) = start();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(dir.exists());
+    let out = s.run(&["vault", "list"], None);
+    assert!(out.status.success(), "{}", out.stderr_str());
+    assert!(!dir.exists(), "the next command wipes what SIGKILL left");
+}

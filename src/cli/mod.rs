@@ -135,6 +135,10 @@ pub fn main() -> ExitCode {
 /// Dispatches one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_path = config::resolve_path(cli.config.as_deref());
+    // A `vault edit` killed before it could wipe its decrypted copy: wipe it now.
+    if vault_cmd::clean_stale_edit_dirs() > 0 {
+        eprintln!("note: removed the decrypted copy an interrupted `vault edit` left behind");
+    }
     match cli.command {
         Command::Demo(args) => demo::demo(args),
         Command::Init => init::run(&config_path),

@@ -155,20 +155,152 @@ fn put(config: &Config, vault: &Vault, id: &EntryId) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn private_edit_dir() -> anyhow::Result<tempfile::TempDir> {
+/// Prefix of `vault edit`'s private directories; the creator's pid follows it.
+const EDIT_PREFIX: &str = "storeguard-edit-";
+
+/// Where `vault edit` puts the decrypted entry: /dev/shm (never reaches a disk) if present.
+fn edit_roots() -> Vec<std::path::PathBuf> {
+    let mut roots = Vec::new();
     let shm = Path::new("/dev/shm");
-    let builder = || {
-        let mut b = tempfile::Builder::new();
-        b.prefix("storeguard-edit-");
-        b
+    if shm.is_dir() {
+        roots.push(shm.to_path_buf());
+    }
+    roots.push(std::env::temp_dir());
+    roots
+}
+
+fn private_edit_dir() -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let prefix = format!("{EDIT_PREFIX}{}-", std::process::id());
+    let create = |root: &Path| {
+        tempfile::Builder::new()
+            .prefix(&prefix)
+            // 0700 whatever the umask (the default would be 0777 & ~umask).
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(root)
     };
-    // tempfile creates directories with mode 0700.
-    let dir = if shm.is_dir() {
-        builder().tempdir_in(shm).or_else(|_| builder().tempdir())
-    } else {
-        builder().tempdir()
-    };
-    dir.context("creating a private directory for the decrypted entry")
+    let roots = edit_roots();
+    let dir = create(&roots[0]).or_else(|e| roots.get(1).map_or(Err(e), |r| create(r)));
+    let dir = dir.context("creating a private directory for the decrypted entry")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+        .context("making the edit directory private")?;
+    Ok(dir)
+}
+
+/// Overwrites every file in `dir` with zeros, then removes the directory.
+fn wipe_dir(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for ent in rd.flatten() {
+            if let Ok(meta) = ent.metadata()
+                && meta.is_file()
+            {
+                let _ = std::fs::write(ent.path(), vec![0u8; meta.len() as usize]);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Wipes the edit directories this user's `vault edit` left behind when it was killed
+/// (SIGKILL, a lost SSH session before the handlers ran). Run at the start of every command.
+pub fn clean_stale_edit_dirs() -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let mut removed = 0;
+    for root in edit_roots() {
+        let Ok(rd) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(EDIT_PREFIX)) else {
+                continue;
+            };
+            let Ok(meta) = std::fs::symlink_metadata(ent.path()) else {
+                continue;
+            };
+            if !meta.is_dir() || meta.uid() != me {
+                continue;
+            }
+            // Old-style names (no pid) and pids that no longer run are stale.
+            let alive = rest
+                .split('-')
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .is_some_and(|pid| {
+                    pid as u32 == std::process::id()
+                        || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                });
+            if !alive {
+                wipe_dir(&ent.path());
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// While the editor runs, SIGTERM and SIGHUP (a dropped SSH session) wipe the decrypted copy,
+/// stop the editor and make `vault edit` fail; nothing is saved. SIGINT is left to the editor.
+struct EditGuard {
+    caught: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    editor: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl EditGuard {
+    fn install(dir: std::path::PathBuf) -> anyhow::Result<EditGuard> {
+        use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+        let caught = std::sync::Arc::new(AtomicBool::new(false));
+        let editor = std::sync::Arc::new(AtomicI32::new(0));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let signals = {
+            let _g = rt.enter();
+            use tokio::signal::unix::{SignalKind, signal};
+            (
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+            )
+        };
+        let thread = {
+            let (caught, editor) = (caught.clone(), editor.clone());
+            std::thread::spawn(move || {
+                let (mut int, mut term, mut hup) = signals;
+                rt.block_on(async {
+                    loop {
+                        tokio::select! {
+                            // Ctrl-C reaches the editor too, which decides; storeguard only
+                            // must not die of it with the plaintext on disk.
+                            _ = int.recv() => continue,
+                            _ = term.recv() => break,
+                            _ = hup.recv() => break,
+                        }
+                    }
+                });
+                caught.store(true, Ordering::SeqCst);
+                wipe_dir(&dir);
+                let pid = editor.load(Ordering::SeqCst);
+                if pid > 0 {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            })
+        };
+        Ok(EditGuard {
+            caught,
+            editor,
+            _thread: thread,
+        })
+    }
+
+    fn caught(&self) -> bool {
+        self.caught.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 fn edit(config: &Config, vault: &Vault, id: &EntryId) -> anyhow::Result<ExitCode> {
@@ -199,14 +331,26 @@ fn edit(config: &Config, vault: &Vault, id: &EntryId) -> anyhow::Result<ExitCode
         })
         .unwrap_or_else(|| "vi".to_string());
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let guard = EditGuard::install(dir.path().to_path_buf())?;
     let result = loop {
         let status = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("{editor} \"$1\""))
             .arg("storeguard-editor")
             .arg(&file_path)
-            .status()
+            .spawn()
+            .and_then(|mut child| {
+                guard
+                    .editor
+                    .store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+                child.wait()
+            })
             .with_context(|| format!("starting the editor `{editor}`"));
+        if guard.caught() {
+            break Err(anyhow!(
+                "interrupted: {id} was not changed, and the decrypted copy was wiped"
+            ));
+        }
         let status = match status {
             Ok(s) => s,
             Err(e) => break Err(e),
