@@ -135,10 +135,9 @@ pub fn main() -> ExitCode {
 /// Dispatches one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_path = config::resolve_path(cli.config.as_deref());
-    // A `vault edit` killed before it could wipe its decrypted copy: wipe it now.
-    if vault_cmd::clean_stale_edit_dirs() > 0 {
-        eprintln!("note: removed the decrypted copy an interrupted `vault edit` left behind");
-    }
+    // A `vault edit` killed before it could wipe its decrypted copy: wipe it now (quietly:
+    // scripts compare this command's output, and the copy is not theirs).
+    vault_cmd::clean_stale_edit_dirs();
     match cli.command {
         Command::Demo(args) => demo::demo(args),
         Command::Init => init::run(&config_path),
