@@ -15,12 +15,11 @@
 //! - `account_changed` opens when roles, marketplaces, premium tier, store name or key expiry
 //!   differ from what was last seen.
 
-use crate::alert::{AlertEvent, EventKind};
+use crate::event::{AlertEvent, EventKind, Subject};
 use crate::model::{Marketplace, Severity};
 use crate::outcome::{Facts, Finding, FindingKind, Outcome, Status};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -162,31 +161,16 @@ pub struct StoreRef<'a> {
     pub marketplace: Marketplace,
 }
 
-fn short_hash(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0u8]);
+pub use crate::event::{event_id, incident_id};
+
+impl StoreRef<'_> {
+    fn subject(&self) -> Subject {
+        Subject::store(self.id, self.name, self.marketplace)
     }
-    hex::encode(&h.finalize()[..12])
-}
-
-/// A stable incident id from what defines the incident.
-pub fn incident_id(store_id: &str, finding: FindingKind, opened_at: DateTime<Utc>) -> String {
-    short_hash(&[
-        store_id,
-        finding.as_str(),
-        &opened_at.timestamp_millis().to_string(),
-    ])
-}
-
-/// A stable event id: the same incident, kind and sequence number always give the same id.
-pub fn event_id(incident_id: &str, kind: EventKind, seq: u32) -> String {
-    short_hash(&[incident_id, kind.as_str(), &seq.to_string()])
 }
 
 fn event(
-    store: &StoreRef<'_>,
+    subject: Subject,
     inc: &Incident,
     kind: EventKind,
     seq: u32,
@@ -197,9 +181,7 @@ fn event(
         event_id: event_id(&inc.id, kind, seq),
         event: kind,
         incident_id: inc.id.clone(),
-        store_id: store.id.to_string(),
-        store_name: store.name.to_string(),
-        marketplace: store.marketplace,
+        subject,
         severity: inc.severity,
         finding: inc.finding,
         detail: detail.to_string(),
@@ -291,7 +273,7 @@ pub fn apply(
                 inc.last_notified_at = now;
                 let seq = inc.reminders;
                 events.push(event(
-                    store,
+                    store.subject(),
                     inc,
                     EventKind::Reminder,
                     seq,
@@ -324,7 +306,7 @@ pub fn apply(
                 },
             };
             events.push(event(
-                store,
+                store.subject(),
                 &inc,
                 EventKind::Opened,
                 0,
@@ -352,7 +334,14 @@ pub fn apply(
     }
     for kind in resolved {
         if let Some(inc) = health.open.remove(&kind) {
-            events.push(event(store, &inc, EventKind::Resolved, 0, now, &inc.detail));
+            events.push(event(
+                store.subject(),
+                &inc,
+                EventKind::Resolved,
+                0,
+                now,
+                &inc.detail,
+            ));
         }
     }
     events
@@ -386,18 +375,14 @@ pub fn apply_group(
     now: DateTime<Utc>,
 ) -> (Vec<AlertEvent>, bool) {
     let threshold = group_threshold(total);
-    let id = format!("{}{}", crate::route::GROUP_PREFIX, marketplace.as_str());
-    let store = StoreRef {
-        id: &id,
-        name: marketplace.display_name(),
-        marketplace,
-    };
+    let subject = Subject::Marketplace(marketplace);
+    let id = subject.key().into_owned();
     let forming = total >= 3 && affected.len() >= threshold;
     let mut events = Vec::new();
     let kind = FindingKind::Unreachable;
     match group.open.get_mut(&kind) {
         Some(inc) if !forming => {
-            let mut e = event(&store, inc, EventKind::Resolved, 0, now, &inc.detail);
+            let mut e = event(subject, inc, EventKind::Resolved, 0, now, &inc.detail);
             e.affected = affected.to_vec();
             events.push(e);
             group.open.remove(&kind);
@@ -419,7 +404,7 @@ pub fn apply_group(
                 notified_threshold_secs: None,
                 grouped: false,
             };
-            let mut e = event(&store, &inc, EventKind::Opened, 0, now, &detail);
+            let mut e = event(subject, &inc, EventKind::Opened, 0, now, &detail);
             e.affected = affected.to_vec();
             events.push(e);
             group.open.insert(kind, inc);
@@ -639,7 +624,7 @@ mod tests {
             vec![(EventKind::Opened, FindingKind::Unreachable)]
         );
         assert_eq!(ev[0].affected.len(), 37);
-        assert_eq!(ev[0].store_id, "marketplace:ozon");
+        assert_eq!(ev[0].subject.key(), "marketplace:ozon");
         assert!(hold);
         let (ev, _) = apply_group(&mut g, Marketplace::Ozon, 40, &names[..38], 38, t(3));
         assert!(ev.is_empty(), "no second open");

@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod duration;
+pub mod event;
 pub mod fake;
 pub mod health;
 pub mod http;

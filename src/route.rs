@@ -5,16 +5,13 @@
 //! `marketplaces` selector and its `events` list. Grouped marketplace incidents and alerts about
 //! storeguard itself go to the default channels.
 
-use crate::alert::AlertEvent;
 use crate::config::{Config, Store};
+use crate::event::{AlertEvent, Subject};
 use chrono::{DateTime, Utc};
-
-/// Prefix of the pseudo store id of a marketplace-wide grouped incident.
-pub const GROUP_PREFIX: &str = "marketplace:";
 
 /// Channel names for `event`, in config order.
 pub fn channels_for(config: &Config, event: &AlertEvent) -> Vec<String> {
-    let store = config.store(&event.store_id);
+    let store = event.subject.store_id().and_then(|id| config.store(id));
     let candidates: &[String] = match store {
         Some(store) => &store.channels,
         None => &config.defaults.channels,
@@ -39,17 +36,18 @@ pub fn channels_for(config: &Config, event: &AlertEvent) -> Vec<String> {
             if c.filter.is_empty() {
                 return true;
             }
-            match store {
-                Some(s) => c.filter.matches(s),
+            match (&event.subject, store) {
+                (_, Some(s)) => c.filter.matches(s),
                 // A grouped incident passes when any affected store does.
-                None if event.store_id.starts_with(GROUP_PREFIX) => {
+                (Subject::Marketplace(m), None) => {
                     affected.iter().any(|s| c.filter.matches(s))
                         || (c.filter.stores.is_empty()
                             && c.filter.tags.is_empty()
-                            && c.filter.marketplaces.contains(&event.marketplace))
+                            && c.filter.marketplaces.contains(m))
                 }
-                // Alerts about storeguard itself ignore store filters.
-                None => true,
+                // Alerts about storeguard itself ignore store filters; so does a store the
+                // config no longer has.
+                (Subject::Daemon | Subject::Store { .. }, None) => true,
             }
         })
         .cloned()
@@ -104,9 +102,7 @@ mod tests {
             event_id: "e".into(),
             event: kind,
             incident_id: "i".into(),
-            store_id: store.into(),
-            store_name: store.into(),
-            marketplace: Marketplace::Ozon,
+            subject: crate::event::Subject::store(store, store, Marketplace::Ozon),
             severity,
             finding: FindingKind::AuthRejected,
             detail: String::new(),

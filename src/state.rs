@@ -947,6 +947,15 @@ impl State {
         Ok(n as u64)
     }
 
+    /// The channels an event was queued for.
+    pub fn channels_of(&self, event_id: &str) -> Result<Vec<String>, StateError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT channel FROM outbox WHERE event_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([event_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Whether an incident is still open.
     pub fn incident_open(&self, incident_id: &str) -> Result<bool, StateError> {
         let v: Option<Option<i64>> = self
@@ -1083,7 +1092,7 @@ fn record_event(tx: &rusqlite::Transaction<'_>, routed: &Routed) -> Result<(), S
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     event.incident_id,
-                    event.store_id,
+                    event.subject.key(),
                     event.finding.as_str(),
                     event.severity.as_str(),
                     ms(event.opened_at),
@@ -1116,7 +1125,7 @@ fn record_event(tx: &rusqlite::Transaction<'_>, routed: &Routed) -> Result<(), S
             tx,
             "INSERT OR IGNORE INTO outbox (event_id, channel, store_id, payload, created_at_ms, next_attempt_ms, held)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![event.event_id, channel, event.store_id, payload, ms(event.created_at), next, held],
+            params![event.event_id, channel, event.subject.key(), payload, ms(event.created_at), next, held],
         )?;
     }
     Ok(())
@@ -1265,9 +1274,7 @@ mod tests {
             event_id: id.into(),
             event: crate::alert::EventKind::Opened,
             incident_id: format!("inc-{id}"),
-            store_id: store.into(),
-            store_name: store.into(),
-            marketplace: Marketplace::Ozon,
+            subject: crate::event::Subject::store(store, store, Marketplace::Ozon),
             severity: crate::model::Severity::Critical,
             finding: FindingKind::AuthRejected,
             detail: String::new(),

@@ -28,9 +28,11 @@ fn event(kind: EventKind) -> AlertEvent {
         event_id: "01JDXK6V8Q-ozon-main-auth".into(),
         event: kind,
         incident_id: "inc-42".into(),
-        store_id: "ozon-main".into(),
-        store_name: "Ozon 主店 (Moscow)".into(),
-        marketplace: Marketplace::Ozon,
+        subject: storeguard::event::Subject::store(
+            "ozon-main",
+            "Ozon 主店 (Moscow)",
+            Marketplace::Ozon,
+        ),
         severity: Severity::Critical,
         finding: FindingKind::AuthRejected,
         detail: "Api-key is deactivated (code 7)".into(),
@@ -440,7 +442,11 @@ async fn telegram_html_and_retry_after() {
     // Markup-looking text in the store name and the marketplace's detail must pass Telegram's
     // HTML parser (the fake runs the same checks).
     let mut ev = event(EventKind::Opened);
-    ev.store_name = "Shop <b>&</b> \"Best\" *1*".into();
+    ev.subject = storeguard::event::Subject::store(
+        "ozon-main",
+        "Shop <b>&</b> \"Best\" *1*",
+        Marketplace::Ozon,
+    );
     ev.detail = "key <script>alert(1)</script> & co".into();
     assert_eq!(set.send("tg", &ev, now()).await, Delivery::Delivered);
     no_violations(&f);

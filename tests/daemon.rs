@@ -713,12 +713,13 @@ async fn sighup_refuses_a_config_that_drops_every_store() {
     .await;
     assert!(d.log().contains("has no [[store]]"), "{}", d.log());
     eventually(Duration::from_secs(20), "alert about it", || async {
-        receiver
-            .delivered()
-            .iter()
-            .any(|r| r.field("store_id") == "storeguard" && r.field("finding") == "daemon_fault")
+        !receiver.events("storeguard", "opened").is_empty()
     })
     .await;
+    let opened = receiver.events("storeguard", "opened").remove(0);
+    assert_eq!(opened.field("finding"), "daemon_fault");
+    // D9: about storeguard itself, so no marketplace (not a placeholder one).
+    assert!(opened.body["marketplace"].is_null(), "{}", opened.body);
     let last = d.store("ozon-a").await.unwrap()["last_check"].clone();
     eventually(Duration::from_secs(10), "still checking", || async {
         d.store("ozon-a")
@@ -726,6 +727,29 @@ async fn sighup_refuses_a_config_that_drops_every_store() {
             .is_some_and(|s| s["last_check"] != last)
     })
     .await;
+
+    // A second bad reload is the same state of affairs: no second alert.
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    eventually(
+        Duration::from_secs(10),
+        "second reload rejected",
+        || async { d.log().matches("configuration reload rejected").count() >= 2 },
+    )
+    .await;
+    // D9: the good config back, and the alert resolves (same incident, once).
+    std::fs::write(&w.config_path, &good).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    eventually(Duration::from_secs(20), "the alert resolves", || async {
+        !receiver.events("storeguard", "resolved").is_empty()
+    })
+    .await;
+    let resolved = receiver.events("storeguard", "resolved");
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(
+        resolved[0].field("incident_id"),
+        opened.field("incident_id")
+    );
+    assert_eq!(receiver.events("storeguard", "opened").len(), 1);
     assert!(d.stop().success());
 }
 

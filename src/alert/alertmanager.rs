@@ -44,14 +44,18 @@ pub fn body(
     } else {
         event.opened_at
     };
+    let mut labels = serde_json::json!({
+        "alertname": if event.test { TEST_ALERTNAME } else { ALERTNAME },
+        "store_id": event.subject.key(),
+        "finding": event.finding.as_str(),
+        "severity": event.severity.as_str(),
+    });
+    // Alerts about storeguard itself carry no marketplace label (absent, not a placeholder).
+    if let Some(m) = event.subject.marketplace() {
+        labels["marketplace"] = m.as_str().into();
+    }
     serde_json::json!([{
-        "labels": {
-            "alertname": if event.test { TEST_ALERTNAME } else { ALERTNAME },
-            "marketplace": event.marketplace.as_str(),
-            "store_id": event.store_id,
-            "finding": event.finding.as_str(),
-            "severity": event.severity.as_str(),
-        },
+        "labels": labels,
         "annotations": {
             "summary": msg.title,
             "description": msg.text,

@@ -24,75 +24,22 @@ pub mod webhook;
 pub mod wecom;
 pub mod wire;
 
+pub use crate::event::{AlertEvent, EventKind, Subject};
 pub use render::{Dialect, Message, Tone, render};
 
 use crate::config::{Channel, ChannelSettings, Config};
-use crate::model::{ChannelKind, Language, Marketplace, Severity};
+use crate::model::{ChannelKind, Language, Severity};
 use crate::outcome::{FindingKind, sanitize};
 use crate::vault::{Document, EntryId, Identity, Schema, Vault};
 use anyhow::{anyhow, bail};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 use url::Url;
 use wire::{Redactor, Verdict};
-
-/// What happened to an incident.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    Opened,
-    Reminder,
-    Resolved,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Opened => "opened",
-            EventKind::Reminder => "reminder",
-            EventKind::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "opened" => Some(EventKind::Opened),
-            "reminder" => Some(EventKind::Reminder),
-            "resolved" => Some(EventKind::Resolved),
-            _ => None,
-        }
-    }
-}
-
-/// One alert, as stored in the outbox and handed to channels. Holds no secret.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AlertEvent {
-    /// Stable id: the webhook `Idempotency-Key`, the same on every retry.
-    pub event_id: String,
-    pub event: EventKind,
-    pub incident_id: String,
-    /// The store, or `marketplace:<name>` for a marketplace-wide grouped incident.
-    pub store_id: String,
-    pub store_name: String,
-    pub marketplace: Marketplace,
-    pub severity: Severity,
-    pub finding: FindingKind,
-    /// Sanitised detail from the probe (e.g. the marketplace's error text).
-    pub detail: String,
-    pub opened_at: DateTime<Utc>,
-    /// When the event was created (delivery time is added by channels that send one).
-    pub created_at: DateTime<Utc>,
-    /// For grouped incidents: the stores affected.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub affected: Vec<String>,
-    /// Marked test message (`storeguard alert test`).
-    #[serde(default)]
-    pub test: bool,
-}
 
 /// A channel's verdict on one delivery attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -548,17 +495,20 @@ pub fn test_event(
     lang: Language,
     now: DateTime<Utc>,
 ) -> AlertEvent {
-    let marketplace = config
-        .stores
-        .first()
-        .map_or(Marketplace::Ozon, |s| s.marketplace);
+    // An example store of the first store's marketplace; with no store yet, storeguard itself.
+    let subject = match config.stores.first() {
+        Some(s) => Subject::store(
+            "example-store",
+            crate::i18n::text(lang, "alert.test.store_name"),
+            s.marketplace,
+        ),
+        None => Subject::Daemon,
+    };
     AlertEvent {
         event_id: format!("test-{}-{}", channel, now.timestamp_millis()),
         event: EventKind::Opened,
         incident_id: format!("test-{channel}"),
-        store_id: "example-store".into(),
-        store_name: crate::i18n::text(lang, "alert.test.store_name").into(),
-        marketplace,
+        subject,
         severity: Severity::Critical,
         finding: FindingKind::AuthRejected,
         detail: String::new(),

@@ -8,7 +8,7 @@
 //! piece of text for that dialect, so a store name or a marketplace error with `*`, `<` or `&`
 //! in it shows as written and cannot inject markup.
 
-use super::{AlertEvent, EventKind};
+use super::{AlertEvent, EventKind, Subject};
 use crate::i18n;
 use crate::model::{Language, Severity};
 use crate::outcome::{FindingKind, sanitize};
@@ -155,14 +155,13 @@ impl Tone {
 pub fn render(event: &AlertEvent, lang: Language, tz: chrono_tz::Tz) -> Message {
     let t = |key: &str| i18n::text(lang, key);
     // Alerts about storeguard itself are not about a marketplace.
-    let mp = if event.finding == FindingKind::DaemonFault {
-        "storeguard"
-    } else {
-        event.marketplace.display_name()
-    };
+    let mp = event
+        .subject
+        .marketplace()
+        .map_or("storeguard", |m| m.display_name());
     let finding = t(&format!("finding.{}", event.finding.as_str()));
-    let store_name = clean(&event.store_name, 120);
-    let store_id = clean(&event.store_id, 80);
+    let store_name = clean(event.subject.name(), 120);
+    let store_id = clean(&event.subject.key(), 80);
     let grouped = is_grouped(event);
     let count = if event.affected.is_empty() {
         String::from("?")
@@ -346,9 +345,9 @@ pub fn render(event: &AlertEvent, lang: Language, tz: chrono_tz::Tz) -> Message 
     msg
 }
 
-/// A marketplace-wide incident (`store_id` like `marketplace:ozon`, or affected stores listed).
+/// A marketplace-wide incident (or one with its affected stores listed).
 pub fn is_grouped(event: &AlertEvent) -> bool {
-    !event.affected.is_empty() || event.store_id.starts_with("marketplace:")
+    !event.affected.is_empty() || matches!(event.subject, Subject::Marketplace(_))
 }
 
 fn explain(lang: Language, event: &AlertEvent, grouped: bool, args: &[(&str, &str)]) -> Vec<Span> {
@@ -372,12 +371,11 @@ fn todo_key(lang: Language, event: &AlertEvent, grouped: bool) -> String {
             "alert.todo.group".into()
         };
     }
-    let specific = format!(
-        "alert.todo.{}.{}",
-        event.finding.as_str(),
-        event.marketplace.as_str()
-    );
-    if i18n::text(lang, &specific).is_empty() {
+    let specific = match event.subject.marketplace() {
+        Some(m) => format!("alert.todo.{}.{}", event.finding.as_str(), m.as_str()),
+        None => String::new(),
+    };
+    if specific.is_empty() || i18n::text(lang, &specific).is_empty() {
         format!("alert.todo.{}", event.finding.as_str())
     } else {
         specific
@@ -603,9 +601,11 @@ mod tests {
             event_id: "ev-1".into(),
             event: kind,
             incident_id: "inc-1".into(),
-            store_id: "ozon-main".into(),
-            store_name: "Ozon 主店 (Moscow)".into(),
-            marketplace: Marketplace::Ozon,
+            subject: crate::event::Subject::store(
+                "ozon-main",
+                "Ozon 主店 (Moscow)",
+                Marketplace::Ozon,
+            ),
             severity: Severity::Critical,
             finding: FindingKind::AuthRejected,
             detail: "Api-key is deactivated".into(),
@@ -679,8 +679,7 @@ mod tests {
     #[test]
     fn grouped_event() {
         let mut e = event(EventKind::Opened);
-        e.store_id = "marketplace:ozon".into();
-        e.store_name = "Ozon".into();
+        e.subject = Subject::Marketplace(Marketplace::Ozon);
         e.finding = FindingKind::Unreachable;
         e.severity = Severity::Unknown;
         e.affected = (1..=37).map(|i| format!("ozon-{i}")).collect();
@@ -716,7 +715,7 @@ mod tests {
     #[test]
     fn hostile_text_is_escaped_in_every_dialect() {
         let mut e = event(EventKind::Opened);
-        e.store_name = "A*B_<b>&[x](y)`".into();
+        e.subject = Subject::store("ozon-main", "A*B_<b>&[x](y)`", Marketplace::Ozon);
         e.detail = "err <script> & *bold* `tick`\n\x1b[31m".into();
         let m = render(&e, Language::En, SH);
         let md = m.body(Dialect::Markdown);
@@ -754,7 +753,7 @@ mod tests {
                 for mp in Marketplace::ALL {
                     let mut e = event(EventKind::Opened);
                     e.finding = f;
-                    e.marketplace = mp;
+                    e.subject = Subject::store("s", "S", mp);
                     let m = render(&e, lang, SH);
                     assert!(!m.text.contains('{'), "{f} {mp}: {}", m.text);
                     assert!(!m.title.contains('{'));

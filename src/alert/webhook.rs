@@ -29,9 +29,10 @@ pub fn body(event: &AlertEvent, msg: &Message, now: DateTime<Utc>) -> serde_json
         "event_id": event.event_id,
         "event": event.event.as_str(),
         "incident_id": event.incident_id,
-        "store_id": event.store_id,
-        "store_name": event.store_name,
-        "marketplace": event.marketplace.as_str(),
+        "store_id": event.subject.key(),
+        "store_name": event.subject.name(),
+        // null for alerts about storeguard itself.
+        "marketplace": event.subject.marketplace().map(|m| m.as_str()),
         "severity": event.severity.as_str(),
         "finding": event.finding.as_str(),
         "summary": msg.title,

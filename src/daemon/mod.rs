@@ -301,6 +301,8 @@ pub async fn run(
     ));
     tracker.close();
 
+    // Started with a configuration that loads: a rejected reload's alert is over.
+    reload_incident(&shared, None, clock.now());
     ready(shared.clone());
     tracing::info!(
         stores = config.stores.iter().filter(|s| s.enabled).count(),
@@ -480,7 +482,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     // Marketplace-wide grouping over the latest picture (this store's new outcome included).
     let group_id = format!(
         "{}{}",
-        crate::route::GROUP_PREFIX,
+        crate::event::GROUP_PREFIX,
         store.marketplace.as_str()
     );
     // Only stores whose latest outcome is an outage can count: those (and this store), in
@@ -653,7 +655,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
             }
             for r in &routed {
                 tracing::info!(
-                    store = %r.event.store_id,
+                    store = %r.event.subject.key(),
                     event = r.event.event.as_str(),
                     finding = r.event.finding.as_str(),
                     channels = r.channels.len(),
@@ -863,7 +865,7 @@ async fn deliver_row(shared: &Arc<Shared>, live: &Live, row: &crate::state::Outb
         tracing::warn!(
             channel = %row.channel,
             event_id = %row.event.event_id,
-            store = %row.event.store_id,
+            store = %row.event.subject.key(),
             attempts = row.attempts,
             "giving up on an alert older than {}",
             crate::duration::format(shared.limits.alert_max_age)
@@ -922,7 +924,7 @@ fn still_relevant(shared: &Shared, row: &crate::state::OutboxRow) -> bool {
                 .stores
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&row.event.store_id)
+                .get(row.event.subject.key().as_ref())
                 .and_then(|m| m.health.open.get(&row.event.finding))
                 .is_some_and(|i| i.id == *id && i.grouped);
             !grouped && state.incident_open(id).unwrap_or(true)
@@ -983,6 +985,7 @@ async fn reload_loop(
                     Arc::new(Live::new(config.clone(), probe, sender));
                 shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 shared.replan.notify_one();
+                reload_incident(&shared, None, shared.clock.now());
                 tracing::info!(stores = config.stores.len(), "configuration reloaded");
             }
             Err(e) => {
@@ -993,24 +996,10 @@ async fn reload_loop(
                 tracing::error!(
                     "configuration reload rejected; the previous configuration keeps running:\n{e:#}"
                 );
-                let live = shared.live();
-                let now = shared.clock.now();
-                let event = daemon_event(
-                    &format!(
-                        "configuration reload rejected, previous configuration still running: {e:#}"
-                    ),
-                    now,
+                let detail = format!(
+                    "configuration reload rejected, previous configuration still running: {e:#}"
                 );
-                let channels = live.config.defaults.channels.clone();
-                let routed = Routed {
-                    event,
-                    channels,
-                    hold_until: None,
-                };
-                if let Err(e) = shared.state.record_events(&[routed]) {
-                    tracing::error!("cannot queue the reload alert: {e}");
-                }
-                shared.outbox_kick.notify_one();
+                reload_incident(&shared, Some(&detail), shared.clock.now());
             }
         }
     }
@@ -1049,17 +1038,107 @@ pub fn check_reload(previous: &Config, next: &Config) -> anyhow::Result<()> {
     }
 }
 
+/// The incident of a rejected reload. `Some(detail)`: a reload was rejected; it opens the
+/// incident, or updates the detail of the one already open (no second alert for the same
+/// state of affairs). `None`: a configuration loaded (a good reload, or a start), which
+/// resolves every such incident still open, on the channels its opening went to.
+fn reload_incident(shared: &Shared, problem: Option<&str>, now: DateTime<Utc>) {
+    use crate::event::{EventKind, Subject};
+    let live = shared.live();
+    let open: Vec<crate::state::IncidentRow> = match shared
+        .state
+        .incidents(crate::event::DAEMON_KEY, 64)
+    {
+        Ok(rows) => rows
+            .into_iter()
+            .filter(|i| i.resolved_at.is_none() && i.finding == FindingKind::DaemonFault.as_str())
+            .collect(),
+        Err(e) => {
+            tracing::error!("cannot read storeguard's own incidents: {e}");
+            return;
+        }
+    };
+    let routed: Vec<Routed> = match problem {
+        Some(detail) => match open.first() {
+            Some(inc) => {
+                let mut e = daemon_event(detail, inc.opened_at);
+                e.incident_id = inc.incident_id.clone();
+                e.event = EventKind::Reminder;
+                e.event_id = health::event_id(&inc.incident_id, EventKind::Reminder, 0);
+                e.created_at = now;
+                // No channel: the open alert already says a reload is refused.
+                vec![Routed {
+                    event: e,
+                    channels: Vec::new(),
+                    hold_until: None,
+                }]
+            }
+            None => {
+                let event = daemon_event(detail, now);
+                let channels = crate::route::channels_for(&live.config, &event);
+                vec![Routed {
+                    event,
+                    channels,
+                    hold_until: None,
+                }]
+            }
+        },
+        None => open
+            .iter()
+            .map(|inc| {
+                let event = AlertEvent {
+                    event_id: health::event_id(&inc.incident_id, EventKind::Resolved, 0),
+                    event: EventKind::Resolved,
+                    incident_id: inc.incident_id.clone(),
+                    subject: Subject::Daemon,
+                    severity: crate::model::Severity::Warning,
+                    finding: FindingKind::DaemonFault,
+                    detail: inc.detail.clone(),
+                    opened_at: inc.opened_at,
+                    created_at: now,
+                    affected: Vec::new(),
+                    test: false,
+                };
+                let opened = health::event_id(&inc.incident_id, EventKind::Opened, 0);
+                let mut channels: Vec<String> = shared
+                    .state
+                    .channels_of(&opened)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| live.config.channel(c).is_some())
+                    .collect();
+                if channels.is_empty() {
+                    channels = crate::route::channels_for(&live.config, &event);
+                }
+                tracing::info!(
+                    "the configuration loads again: storeguard's reload alert is resolved"
+                );
+                Routed {
+                    event,
+                    channels,
+                    hold_until: None,
+                }
+            })
+            .collect(),
+    };
+    if routed.is_empty() {
+        return;
+    }
+    if let Err(e) = shared.state.record_events(&routed) {
+        tracing::error!("cannot queue the reload alert: {e}");
+    }
+    shared.outbox_kick.notify_one();
+}
+
 /// An alert about storeguard itself (a rejected reload, a state file it cannot write).
 fn daemon_event(detail: &str, now: DateTime<Utc>) -> AlertEvent {
     let first_line = crate::outcome::sanitize(detail.lines().next().unwrap_or(""), 300);
-    let incident = health::incident_id("storeguard", FindingKind::DaemonFault, now);
+    let incident = health::incident_id(crate::event::DAEMON_KEY, FindingKind::DaemonFault, now);
     AlertEvent {
         event_id: health::event_id(&incident, crate::alert::EventKind::Opened, 0),
         event: crate::alert::EventKind::Opened,
         incident_id: incident,
-        store_id: "storeguard".into(),
-        store_name: "storeguard daemon".into(),
-        marketplace: Marketplace::Ozon,
+        subject: crate::event::Subject::Daemon,
         severity: crate::model::Severity::Warning,
         finding: FindingKind::DaemonFault,
         detail: first_line,

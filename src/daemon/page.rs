@@ -1352,7 +1352,7 @@ fn views(
         .collect();
     let grouped: usize = mem
         .iter()
-        .filter(|(k, _)| k.starts_with(crate::route::GROUP_PREFIX))
+        .filter(|(k, _)| k.starts_with(crate::event::GROUP_PREFIX))
         .map(|(_, m)| m.health.open.len())
         .sum();
     drop(mem);
