@@ -212,6 +212,126 @@ impl Parts for TestParts {
     }
 }
 
+/// A daemon in this process on a manual clock, with counting probe and sender.
+struct InProcess {
+    clock: ManualClock,
+    parts: Arc<TestParts>,
+    sender: Arc<Counter>,
+    shared: Arc<Shared>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _world: World,
+}
+
+impl InProcess {
+    /// Starts at `start` (on the real date: the fakes check timestamps).
+    async fn start(w: World, start: chrono::DateTime<chrono::Utc>) -> InProcess {
+        let config = Arc::new(Config::load(&w.config_path).unwrap());
+        let vault = storeguard::vault::Vault::open(&config.daemon.vault_dir).unwrap();
+        let identity = Arc::new(w.identity().unwrap());
+        let sender = Arc::new(Counter {
+            events: Default::default(),
+        });
+        let parts = Arc::new(TestParts {
+            real: storeguard::cli::run::RealParts::new(vault, identity),
+            probe: Default::default(),
+            sender: sender.clone(),
+        });
+        let clock = ManualClock::new(start);
+        let (_reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
+        let handle = tokio::spawn(daemon::run(
+            config,
+            parts.clone(),
+            daemon::Options {
+                clock: Arc::new(clock.clone()),
+                ..daemon::Options::default()
+            },
+            reload_rx,
+            async move {
+                let _ = stop_rx.await;
+            },
+            move |s| {
+                let _ = ready_tx.send(s);
+            },
+        ));
+        let shared = tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("the daemon gets ready")
+            .expect("the daemon starts");
+        // The scheduler has planned every store: moving the clock now passes their firings.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while storeguard::daemon::api::store_statuses(&shared, false)
+            .iter()
+            .any(|s| s.enabled && s.next_check.is_none())
+        {
+            assert!(Instant::now() < deadline, "the scheduler plans the stores");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        InProcess {
+            clock,
+            parts,
+            sender,
+            shared,
+            stop,
+            handle,
+            _world: w,
+        }
+    }
+
+    fn checks(&self) -> usize {
+        self.parts
+            .probe
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .checks
+            .load(Ordering::SeqCst)
+    }
+
+    /// Waits for `want` checks in all, then makes sure no more arrive.
+    async fn settle(&self, want: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.checks() < want {
+            assert!(
+                Instant::now() < deadline,
+                "expected {want} checks, have {}",
+                self.checks()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(self.checks(), want, "burst of checks");
+    }
+
+    fn events(&self, kind: EventKind) -> usize {
+        self.sender
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.event == kind)
+            .count()
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
+/// A second before a firing of a `*/period` minutes schedule, on the real date.
+fn before_firing(period_secs: i64) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::<chrono::Utc>::from_timestamp(
+        now.timestamp() - now.timestamp() % period_secs + period_secs - 1,
+        0,
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_jumps_cause_no_burst_of_checks_and_no_reminder_storm() {
     let wc = WorldConfig {
@@ -224,114 +344,83 @@ async fn clock_jumps_cause_no_burst_of_checks_and_no_reminder_storm() {
     let stores: Vec<_> = (0..5).map(|i| ozon(&format!("c{i}"))).collect();
     let w = World::build(stores, wc).await.unwrap();
     w.set_scenario("c0", Scenario::CompanyBlocked);
-    let config = Arc::new(Config::load(&w.config_path).unwrap());
-    let vault = storeguard::vault::Vault::open(&config.daemon.vault_dir).unwrap();
-    let identity = Arc::new(w.identity().unwrap());
-    let sender = Arc::new(Counter {
-        events: Default::default(),
-    });
-    let parts = Arc::new(TestParts {
-        real: storeguard::cli::run::RealParts::new(vault, identity),
-        probe: Default::default(),
-        sender: sender.clone(),
-    });
-    // Start a second before a firing, on the real date (the fakes check timestamps).
-    let now = chrono::Utc::now();
-    let start = chrono::DateTime::<chrono::Utc>::from_timestamp(
-        now.timestamp() - now.timestamp() % 600 + 599,
-        0,
-    )
-    .unwrap();
-    let clock = ManualClock::new(start);
-    let (_reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let slot: Arc<std::sync::Mutex<Option<Arc<Shared>>>> = Arc::default();
-    let s2 = slot.clone();
-    let handle = tokio::spawn(daemon::run(
-        config,
-        parts.clone(),
-        daemon::Options {
-            clock: Arc::new(clock.clone()),
-            ..daemon::Options::default()
-        },
-        reload_rx,
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |s| *s2.lock().unwrap() = Some(s),
-    ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while slot.lock().unwrap().is_none() {
-        assert!(Instant::now() < deadline);
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let checks = || {
-        parts
-            .probe
-            .lock()
-            .unwrap()
-            .as_ref()
-            .unwrap()
-            .checks
-            .load(Ordering::SeqCst)
-    };
-    let settle = |want: usize| async move {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while checks() < want {
-            assert!(
-                Instant::now() < deadline,
-                "expected {want} checks, have {}",
-                checks()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // And no more than that arrive.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(checks(), want, "burst of checks");
-    };
+    let d = InProcess::start(w, before_firing(600)).await;
+    let clock = &d.clock;
     clock.advance(Duration::from_secs(40)); // past the firing + jitter
-    settle(5).await;
-    let opened = sender
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.event == EventKind::Opened)
-        .count();
-    assert_eq!(opened, 1);
+    d.settle(5).await;
+    assert_eq!(d.events(EventKind::Opened), 1);
 
     // Forward one hour: six firings were missed; each store checks once, not six times.
     clock.advance(Duration::from_secs(3600));
-    settle(10).await;
-    let reminders = sender
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.event == EventKind::Reminder)
-        .count();
+    d.settle(10).await;
+    let reminders = d.events(EventKind::Reminder);
     assert!(reminders <= 1, "reminder storm: {reminders}");
 
     // Back one hour: the schedule is re-planned, nothing fires at once.
-    clock.advance(Duration::from_secs(0));
     let back = clock.now() - chrono::Duration::hours(1);
     clock.set(back);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(checks(), 10, "a jump back must not fire checks");
+    assert_eq!(d.checks(), 10, "a jump back must not fire checks");
     // The next firing in the new timeline checks each store once.
     clock.advance(Duration::from_secs(600));
-    settle(15).await;
-    let reminders = sender
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.event == EventKind::Reminder)
-        .count();
+    d.settle(15).await;
+    let reminders = d.events(EventKind::Reminder);
     assert!(reminders <= 1, "reminder after jumping back: {reminders}");
-    let _ = stop_tx.send(());
-    handle.await.unwrap().unwrap();
+    d.stop().await;
+}
+
+/// D10: while a store backs off, status shows when it is really checked next (the first
+/// firing after the backoff, not the next firing it will skip), and a clock stepped back a day
+/// does not stretch the backoff by that day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backoff_shows_in_next_check_and_survives_a_clock_stepped_back() {
+    let wc = WorldConfig {
+        schedule: "* * * * *".into(),
+        failure_threshold: 1,
+        success_threshold: 1,
+        ..WorldConfig::default()
+    };
+    let w = World::build(vec![ozon("b0")], wc).await.unwrap();
+    w.set_scenario("b0", Scenario::WrongKey);
+    let d = InProcess::start(w, before_firing(60)).await;
+    let next_check = || {
+        storeguard::daemon::api::store_statuses(&d.shared, false)[0]
+            .next_check
+            .expect("a next check")
+    };
+    d.clock.advance(Duration::from_secs(61)); // past the firing + jitter
+    d.settle(1).await;
+    let checked = d.clock.now();
+    // The key is refused: 10 minutes of backoff over an every-minute schedule.
+    let shown = next_check();
+    assert!(
+        shown >= checked + chrono::Duration::minutes(9),
+        "next_check {shown} ignores the backoff (checked at {checked})"
+    );
+    assert!(shown <= checked + chrono::Duration::minutes(12), "{shown}");
+    // Minutes pass inside the backoff: firings are skipped, as shown.
+    for _ in 0..5 {
+        d.clock.advance(Duration::from_secs(60));
+        tokio::task::yield_now().await;
+    }
+    d.settle(1).await;
+    // The clock is stepped back a day (an NTP correction of a clock that ran ahead).
+    let back = d.clock.now() - chrono::Duration::days(1);
+    d.clock.set(back);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(d.checks(), 1, "a step back fires nothing at once");
+    let shown = next_check();
+    assert!(
+        shown <= back + chrono::Duration::minutes(7),
+        "the backoff now ends {shown}, a day after the step back to {back}"
+    );
+    // The rest of the backoff passes in the new timeline and the store is checked again.
+    for _ in 0..7 {
+        d.clock.advance(Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.settle(2).await;
+    d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,7 @@ pub struct OpenIncident {
 /// Builds the store list from the daemon's memory.
 pub fn store_statuses(shared: &Shared, show_accounts: bool) -> Vec<StoreStatus> {
     let live = shared.live();
+    let now = shared.clock.now();
     let mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
     live.config
         .stores
@@ -76,7 +77,7 @@ pub fn store_statuses(shared: &Shared, show_accounts: bool) -> Vec<StoreStatus> 
                 },
                 expires_at: last.and_then(|o| o.facts.expires_at),
                 last_check: last.map(|o| o.checked_at),
-                next_check: m.and_then(|m| m.next_due),
+                next_check: m.and_then(|m| m.next_check(s, live.config.daemon.timezone, now)),
                 latency_ms: last.map(|o| o.facts.latency_ms),
                 open_incidents: m
                     .map(|m| {

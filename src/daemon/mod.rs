@@ -105,6 +105,45 @@ pub struct StoreMem {
     pub next_due: Option<DateTime<Utc>>,
 }
 
+impl StoreMem {
+    /// When the store is next checked: the next schedule firing, or, while a backoff is in
+    /// force, the first firing at or after its end (the scheduler skips firings inside it).
+    pub fn next_check(
+        &self,
+        store: &Store,
+        tz: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let mut due = self.next_due?;
+        let Some(until) = self.backoff.until.filter(|u| *u > now) else {
+            return Some(due);
+        };
+        // At most one firing a second, inside a backoff of at most MAX_BACKOFF.
+        for _ in 0..=MAX_BACKOFF.as_secs() {
+            if due >= until {
+                return Some(due);
+            }
+            due = crate::schedule::next_due(&store.schedule, tz, &store.id, due)?;
+        }
+        Some(until)
+    }
+}
+
+/// The longest backoff [`next_backoff`] sets. A stored backoff ending later than this from
+/// now is from a clock that was ahead (stepped back since): it is cut to this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(7200);
+
+impl Backoff {
+    /// This backoff with an end no later than `MAX_BACKOFF` after `now`.
+    fn bounded(self, now: DateTime<Utc>) -> Backoff {
+        let limit = now + chrono::Duration::from_std(MAX_BACKOFF).unwrap_or_default();
+        Backoff {
+            until: self.until.map(|u| u.min(limit)),
+            level: self.level,
+        }
+    }
+}
+
 /// The live parts, swapped as a whole on reload.
 pub struct Live {
     pub config: Arc<Config>,
@@ -188,11 +227,11 @@ fn next_backoff(prev: Backoff, outcome: &Outcome, now: DateTime<Utc>) -> Backoff
     }
     let level = (prev.level + 1).min(8);
     let wait = if let Some(secs) = rate.and_then(|f| f.retry_after_secs) {
-        Duration::from_secs(secs.clamp(60, 3600))
+        Duration::from_secs(secs.clamp(60, 3600).min(MAX_BACKOFF.as_secs()))
     } else if refused {
         // 10 min, 20, 40, 80, capped at 2 h: a fixed key is still noticed the same morning,
         // and `check now` bypasses it.
-        Duration::from_secs(600 * 2u64.pow(level - 1)).min(Duration::from_secs(7200))
+        Duration::from_secs(600 * 2u64.pow(level - 1)).min(MAX_BACKOFF)
     } else {
         Duration::from_secs(60 * 2u64.pow(level - 1)).min(Duration::from_secs(1800))
     };
@@ -240,16 +279,19 @@ pub async fn run(
     let state = Arc::new(State::open(&config.daemon.state_dir)?);
     let (probe, sender) = parts.build(&config)?;
     let mut mem = HashMap::new();
+    let started = clock.now();
     for row in state.load_stores()? {
         mem.insert(
             row.store_id.clone(),
             StoreMem {
                 health: row.health,
                 last: row.last_outcome,
+                // Written by a clock that may have been ahead of this one.
                 backoff: Backoff {
                     until: row.backoff_until,
                     level: row.backoff_level,
-                },
+                }
+                .bounded(started),
                 next_due: None,
             },
         );
@@ -390,6 +432,17 @@ async fn schedule_loop(
             // The clock went backwards: re-plan from the new "now" instead of waiting for
             // due times that are now far away.
             tracing::warn!("system clock moved backwards; re-planning the schedule");
+            // Backoffs end as long after the new "now" as they did after the old one.
+            let step = t - now;
+            for m in shared
+                .stores
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values_mut()
+            {
+                m.backoff.until = m.backoff.until.map(|u| u + step);
+                m.backoff = m.backoff.bounded(t);
+            }
             heap = plan(&shared, t);
             now = t;
             continue;
@@ -411,6 +464,8 @@ async fn schedule_loop(
                 let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
                 let m = mem.entry(id.clone()).or_default();
                 m.next_due = next_due;
+                // A clock stepped back while storeguard was not looking (between two ticks).
+                m.backoff = m.backoff.bounded(now);
                 m.backoff.until
             };
             if let Some(n) = next_due {

@@ -1340,7 +1340,9 @@ fn views(
                     .flatten(),
                 expires_at: last.and_then(|o| o.facts.expires_at),
                 last_check: last.map(|o| o.checked_at),
-                next_check: next_check(m, now).filter(|_| s.enabled),
+                next_check: m
+                    .and_then(|m| m.next_check(s, live.config.daemon.timezone, now))
+                    .filter(|_| s.enabled),
                 backing_off: m
                     .and_then(|m| m.backoff.until)
                     .is_some_and(|u| u > now && s.enabled),
@@ -1359,16 +1361,6 @@ fn views(
     let open = views.iter().map(|v| v.open_incidents).sum::<usize>() + grouped;
     let next = views.iter().filter_map(|v| v.next_check).min();
     (views, open, next, live)
-}
-
-/// The next check: the next schedule tick, or the end of a backoff when that is later (the
-/// scheduler skips ticks inside a backoff).
-fn next_check(m: Option<&super::StoreMem>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let m = m?;
-    match (m.next_due, m.backoff.until.filter(|u| *u > now)) {
-        (Some(due), Some(until)) if until > due => Some(until),
-        (due, _) => due,
-    }
 }
 
 fn ctx_for(shared: &Shared, config: &Config, lang: Option<Language>) -> Ctx {
