@@ -396,6 +396,52 @@ pub enum ChannelSettings {
 // Errors
 // ---------------------------------------------------------------------------------------------
 
+/// No key or string in the config may hold a control character: every value ends up on a
+/// terminal, in a log line or in an alert, where an escape sequence would rewrite what the
+/// reader sees (and a CR or LF would forge a line).
+fn refuse_control_characters(text: &str, c: &mut Collector<'_>) {
+    use toml::de::{DeTable, DeValue};
+    fn table(t: &DeTable<'_>, path: &str, c: &mut Collector<'_>) {
+        for (k, v) in t {
+            let key = if path.is_empty() {
+                k.get_ref().to_string()
+            } else {
+                format!("{path}.{}", k.get_ref())
+            };
+            check(k.get_ref(), k.span(), &key, c);
+            value(v, &key, c);
+        }
+    }
+    fn value(v: &Spanned<DeValue<'_>>, path: &str, c: &mut Collector<'_>) {
+        match v.get_ref() {
+            DeValue::String(s) => check(s, v.span(), path, c),
+            DeValue::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    value(x, &format!("{path}[{i}]"), c);
+                }
+            }
+            DeValue::Table(t) => table(t, path, c),
+            _ => {}
+        }
+    }
+    fn check(s: &str, span: std::ops::Range<usize>, path: &str, c: &mut Collector<'_>) {
+        if let Some(ch) = s.chars().find(|ch| ch.is_control()) {
+            c.at(
+                span,
+                format!(
+                    "`{}` holds a control character ({})",
+                    crate::outcome::sanitize(path, 80),
+                    ch.escape_unicode()
+                ),
+                "remove it: names, ids and settings are plain text on one line",
+            );
+        }
+    }
+    if let Ok(doc) = DeTable::parse(text) {
+        table(doc.get_ref(), "", c);
+    }
+}
+
 /// Position in a file, 1-based.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -419,13 +465,21 @@ pub struct Problem {
 }
 
 impl fmt::Display for Problem {
+    /// Messages quote the config's text (and the TOML parser's excerpt of it): control
+    /// characters are shown escaped, never sent to the terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::outcome::printable;
         match &self.location {
-            Some(l) => write!(f, "{l}: {}", self.message)?,
-            None => f.write_str(&self.message)?,
+            Some(l) => write!(
+                f,
+                "{}: {}",
+                printable(&l.to_string()),
+                printable(&self.message)
+            )?,
+            None => f.write_str(&printable(&self.message))?,
         }
         if !self.help.is_empty() {
-            write!(f, "\n  help: {}", self.help)?;
+            write!(f, "\n  help: {}", printable(&self.help))?;
         }
         Ok(())
     }
@@ -605,6 +659,7 @@ impl Config {
             src,
             problems: Vec::new(),
         };
+        refuse_control_characters(text, &mut c);
         let config = validate(raw, &mut c);
         if c.problems.is_empty() {
             Ok(config)

@@ -257,6 +257,23 @@ impl Outcome {
 }
 
 /// Makes untrusted text safe to print: no control characters or ANSI escapes, one line, capped.
+/// `s` safe to print on a terminal: every control character but the line feed written as its
+/// escape (`\u{1b}`), so text from a config, an argument or a file cannot rewrite the screen.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub fn sanitize(s: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars));
     for (n, c) in s.chars().enumerate() {
@@ -272,6 +289,16 @@ pub fn sanitize(s: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_every_control_character_but_newlines() {
+        assert_eq!(printable("plain\nlines"), "plain\nlines");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\rc\u{7}"),
+            "a\\u{1b}[2Jb\\u{d}c\\u{7}"
+        );
+        assert!(!printable("\u{9b}31m").chars().any(|c| c.is_control()));
+    }
 
     #[test]
     fn status_is_the_worst_finding() {

@@ -263,6 +263,29 @@ fn secrets_never_reach_error_messages() {
     }
 }
 
+/// D11: an argument (or config text) with escape sequences reaches the terminal escaped.
+#[test]
+fn escape_sequences_never_reach_the_terminal() {
+    let s = Setup::init();
+    let out = s.run(&["otp", "x\u{1b}]0;owned\u{7}\u{1b}[2J"], None);
+    assert!(!out.status.success());
+    let err = out.stderr_str();
+    assert!(err.contains("x\\u{1b}]0;owned\\u{7}\\u{1b}[2J"), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/cmd/configs/control-chars.toml"
+    );
+    let out = s.run(&["config", "check", "--config", config], None);
+    assert!(!out.status.success());
+    let err = out.stderr_str();
+    assert!(
+        err.contains("store id `ozon\\u{1b}[2J` is not allowed"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+}
+
 #[test]
 fn otp_prints_the_rfc6238_code() {
     let s = Setup::init();

@@ -126,7 +126,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors quote arguments, file names and config text: nothing in them reaches the
+            // terminal as a control sequence.
+            eprintln!("error: {}", crate::outcome::printable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
