@@ -161,9 +161,10 @@ async fn full_state_disk_fails_cleanly_alerts_and_recovers() {
     );
 }
 
-/// Counts checks and events; delivers everything.
+/// Records the events it delivers; while `down`, answers "retry later" instead.
 struct Counter {
     events: std::sync::Mutex<Vec<AlertEvent>>,
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Sender for Counter {
@@ -173,6 +174,9 @@ impl Sender for Counter {
         e: &'a AlertEvent,
         _: chrono::DateTime<chrono::Utc>,
     ) -> BoxFuture<'a, Delivery> {
+        if self.down.load(Ordering::SeqCst) {
+            return Box::pin(async { Delivery::Retry(None) });
+        }
         self.events.lock().unwrap().push(e.clone());
         Box::pin(async { Delivery::Delivered })
     }
@@ -231,6 +235,7 @@ impl InProcess {
         let identity = Arc::new(w.identity().unwrap());
         let sender = Arc::new(Counter {
             events: Default::default(),
+            down: Default::default(),
         });
         let parts = Arc::new(TestParts {
             real: storeguard::cli::run::RealParts::new(vault, identity),
@@ -366,6 +371,54 @@ async fn clock_jumps_cause_no_burst_of_checks_and_no_reminder_storm() {
     d.settle(15).await;
     let reminders = d.events(EventKind::Reminder);
     assert!(reminders <= 1, "reminder after jumping back: {reminders}");
+    d.stop().await;
+}
+
+/// An `opened` that could not be delivered for a day (the channel was down, or the clock
+/// jumped 25 h ahead) is still delivered while its incident is open, before any reminder: the
+/// receiver never gets a reminder of an incident it was not told about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opened_held_up_for_a_day_still_comes_before_its_reminder() {
+    let wc = WorldConfig {
+        schedule: "*/10 * * * *".into(),
+        remind_every: "1h".into(),
+        failure_threshold: 1,
+        success_threshold: 1,
+        ..WorldConfig::default()
+    };
+    let w = World::build(vec![ozon("j0")], wc).await.unwrap();
+    w.set_scenario("j0", Scenario::CompanyBlocked);
+    let d = InProcess::start(w, before_firing(600)).await;
+    d.sender.down.store(true, Ordering::SeqCst);
+    d.clock.advance(Duration::from_secs(40));
+    d.settle(1).await;
+    let queued = || {
+        d.shared
+            .state
+            .outbox_depth()
+            .expect("the outbox is readable")
+    };
+    assert_eq!(queued(), 1, "the opened waits in the outbox");
+    // 25 hours later: the next check is a reminder, and the channel is back.
+    d.clock.advance(Duration::from_secs(25 * 3600));
+    d.settle(2).await;
+    d.sender.down.store(false, Ordering::SeqCst);
+    d.clock.advance(Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.events(EventKind::Reminder) == 0 {
+        assert!(Instant::now() < deadline, "the reminder is delivered");
+        d.clock.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kinds: Vec<EventKind> = d
+        .sender
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(kinds, [EventKind::Opened, EventKind::Reminder]);
     d.stop().await;
 }
 
@@ -640,6 +693,7 @@ async fn dead_mans_switch_is_pinged_while_healthy() {
         probe: Default::default(),
         sender: Arc::new(Counter {
             events: Default::default(),
+            down: Default::default(),
         }),
     });
     let (_reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -916,7 +916,13 @@ async fn channel_worker(
 async fn deliver_row(shared: &Arc<Shared>, live: &Live, row: &crate::state::OutboxRow) {
     let now = shared.clock.now();
     let age = (now - row.created_at).to_std().unwrap_or_default();
-    if age > shared.limits.alert_max_age {
+    // An old row is still sent while it says something true: an `opened` of an incident still
+    // open, a `resolved` whose opening reached the channel (a receiver would otherwise keep the
+    // incident open for ever). So a long outage of the channel, or a clock that jumps a day
+    // ahead, never leaves a reminder of an incident the receiver was not told about. A week
+    // past the cap, a row is given up whatever it says.
+    let hard_cap = shared.limits.alert_max_age.saturating_mul(7);
+    if age > hard_cap || (age > shared.limits.alert_max_age && !still_relevant(shared, row)) {
         tracing::warn!(
             channel = %row.channel,
             event_id = %row.event.event_id,
