@@ -30,6 +30,13 @@ pub enum StateError {
     Sql(#[from] rusqlite::Error),
     #[error("state database: stored data is damaged ({0})")]
     Corrupt(String),
+    #[error(
+        "state database {} is damaged: {detail}\n  help: stop storeguard and keep a copy of the file; then recover it \
+         (`sqlite3 {0} .recover | sqlite3 {0}.recovered`, then move {0}.recovered into its place) or move it aside \
+         (`mv {0} {0}.damaged`) to start with empty history (open problems are alerted again)",
+        path.display()
+    )]
+    Damaged { path: PathBuf, detail: String },
 }
 
 impl StateError {
@@ -37,7 +44,7 @@ impl StateError {
     pub fn is_disk_full(&self) -> bool {
         let e = match self {
             StateError::Sql(e) | StateError::Open { source: e, .. } => e,
-            StateError::Corrupt(_) => return false,
+            StateError::Corrupt(_) | StateError::Damaged { .. } => return false,
         };
         matches!(
             e.sqlite_error_code(),
@@ -287,21 +294,24 @@ impl State {
             .map_err(|e| open_err(e, "check that state_dir is writable and not on a full disk"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| {
-                open_err(
-                    e,
-                    "the state file may be damaged; move it aside to start fresh",
-                )
-            })?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA).map_err(|e| {
-            open_err(
+        // A file that is not a database, or whose schema pages are damaged, fails here.
+        let damaged = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                StateError::Damaged {
+                    path: path.clone(),
+                    detail: crate::outcome::sanitize(&e.to_string(), 300),
+                }
+            }
+            _ => open_err(
                 e,
                 "the state file may be damaged; move it aside to start fresh",
-            )
-        })?;
+            ),
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(damaged)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA).map_err(damaged)?;
         Ok(State {
             conn: Mutex::new(conn),
             path,
@@ -1002,6 +1012,28 @@ impl State {
             Ok((r.get::<_, String>(0)?, from_ms(r.get(1)?)))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// `PRAGMA quick_check` (every page and record, no index cross-check): damage anywhere in
+    /// the file is found at start, not when a check first reads the damaged row.
+    pub fn quick_check(&self) -> Result<(), StateError> {
+        let damaged = |detail: String| StateError::Damaged {
+            path: self.path.clone(),
+            detail: crate::outcome::sanitize(&detail, 300),
+        };
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("PRAGMA quick_check(5)")
+            .map_err(|e| damaged(e.to_string()))?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| damaged(e.to_string()))?;
+        if rows.len() == 1 && rows[0] == "ok" {
+            Ok(())
+        } else {
+            Err(damaged(rows.join("; ")))
+        }
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound.

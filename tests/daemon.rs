@@ -781,3 +781,58 @@ async fn a_second_daemon_on_one_state_dir_refuses_to_start() {
     );
     assert!(first.stop().success());
 }
+
+/// Damage inside the state file is found at start, with what to do, instead of when a check
+/// first reads the damaged page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_state_file_is_refused_at_start() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a"), ozon("ozon-b")], port, &receiver, "1h").await;
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "ozon-a").await;
+    wait_checked(&d, "ozon-b").await;
+    assert!(d.stop().success());
+    let config = storeguard::config::Config::load(&w.config_path).unwrap();
+    let db = config.daemon.state_dir.join(storeguard::state::FILE_NAME);
+    // The WAL was checkpointed at stop. Scribble over the last page (history, not read at
+    // start), then over the second (schema, read at once).
+    let good = std::fs::read(&db).unwrap();
+    assert!(good.len() >= 3 * 4096, "{} bytes", good.len());
+    for page in [good.len() / 4096 - 1, 1] {
+        let mut bytes = good.clone();
+        bytes[page * 4096..page * 4096 + 64].fill(0xA5);
+        std::fs::write(&db, &bytes).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_storeguard"))
+            .arg("--config")
+            .arg(&w.config_path)
+            .arg("run")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("page {page}: the daemon started on a damaged state file");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "page {page}");
+        assert!(
+            stderr.contains("storeguard.db is damaged"),
+            "page {page}: {stderr}"
+        );
+        assert!(stderr.contains(".recover"), "{stderr}");
+    }
+}

@@ -277,6 +277,7 @@ pub async fn run(
         heartbeat_url,
     } = options;
     let state = Arc::new(State::open(&config.daemon.state_dir)?);
+    state.quick_check()?;
     let (probe, sender) = parts.build(&config)?;
     let mut mem = HashMap::new();
     let started = clock.now();
