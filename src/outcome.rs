@@ -274,6 +274,49 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Secrets a server echoed back, taken out of `text`: every run of 8 or more characters that
+/// also occurs in a secret (all of a secret shorter than that) becomes `[REDACTED]`. A server
+/// that quotes only the first characters of a key ("invalid key AbCdEf12…") gives nothing
+/// away either.
+pub fn redact<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
+    const RUN: usize = 8;
+    let t: Vec<char> = text.chars().collect();
+    let mut hide = vec![false; t.len()];
+    for secret in secrets {
+        let s: Vec<char> = secret.as_ref().chars().collect();
+        if s.is_empty() || s.len() > 4096 {
+            continue;
+        }
+        let run = RUN.min(s.len());
+        // common[k]: length of the common run ending at the current text char and s[k].
+        let mut common = vec![0usize; s.len() + 1];
+        for (j, c) in t.iter().enumerate() {
+            for k in (0..s.len()).rev() {
+                common[k + 1] = if s[k] == *c { common[k] + 1 } else { 0 };
+                if common[k + 1] >= run {
+                    hide[j + 1 - common[k + 1]..=j].fill(true);
+                }
+            }
+        }
+    }
+    if !hide.contains(&true) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut hidden = false;
+    for (c, h) in t.iter().zip(&hide) {
+        if *h {
+            if !hidden {
+                out.push_str("[REDACTED]");
+            }
+        } else {
+            out.push(*c);
+        }
+        hidden = *h;
+    }
+    out
+}
+
 pub fn sanitize(s: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars));
     for (n, c) in s.chars().enumerate() {
@@ -298,6 +341,35 @@ mod tests {
             "a\\u{1b}[2Jb\\u{d}c\\u{7}"
         );
         assert!(!printable("\u{9b}31m").chars().any(|c| c.is_control()));
+    }
+
+    #[test]
+    fn echoed_secrets_and_their_parts_are_redacted() {
+        let key = "CANARY-8f3kQ2xZp9Lm4Rt7";
+        assert_eq!(
+            redact(&format!("bad key {key}!"), &[key]),
+            "bad key [REDACTED]!"
+        );
+        // The first 14 characters, the last 9, a middle run: none of them survives.
+        let shown = redact(
+            &format!(
+                "key {}… ends …{} has {}",
+                &key[..14],
+                &key[15..],
+                &key[5..15]
+            ),
+            &[key],
+        );
+        assert_eq!(shown, "key [REDACTED]… ends …[REDACTED] has [REDACTED]");
+        // Ordinary text, and runs shorter than 8 characters, stay.
+        assert_eq!(redact("CANARY-8 is fine", &[key]), "[REDACTED] is fine");
+        assert_eq!(redact("CANARY- is fine", &[key]), "CANARY- is fine");
+        // A short secret goes only as a whole.
+        assert_eq!(
+            redact("tok abc123 and abc12", &["abc123"]),
+            "tok [REDACTED] and abc12"
+        );
+        assert_eq!(redact("no secret here", &[""]), "no secret here");
     }
 
     #[test]

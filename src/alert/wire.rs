@@ -203,12 +203,8 @@ impl Redactor {
     }
 
     pub fn scrub(&self, text: &str) -> String {
-        let mut s = text.to_string();
-        for secret in &self.secrets {
-            if s.contains(secret.as_str()) {
-                s = s.replace(secret.as_str(), "[REDACTED]");
-            }
-        }
+        let secrets: Vec<&str> = self.secrets.iter().map(|s| s.as_str()).collect();
+        let s = crate::outcome::redact(text, &secrets);
         let words: Vec<String> = s
             .split_whitespace()
             .map(|w| {

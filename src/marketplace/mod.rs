@@ -450,14 +450,10 @@ fn posture(doc: &Document, config: &Config, now: DateTime<Utc>) -> Vec<Finding> 
     out
 }
 
-/// Replaces any secret value that slipped into a detail.
+/// Replaces any secret value, or a part of one, that slipped into a detail.
 fn redact(findings: &mut [Finding], secrets: &[String]) {
     for f in findings {
-        for s in secrets {
-            if f.detail.contains(s.as_str()) {
-                f.detail = f.detail.replace(s.as_str(), "[REDACTED]");
-            }
-        }
+        f.detail = crate::outcome::redact(&f.detail, secrets);
     }
 }
 
