@@ -729,16 +729,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> 
     let existed = path.exists();
     let mut f = atomic_write_file::AtomicWriteFile::options().open(path)?;
     if !existed {
-        f.as_file()
-            .set_permissions(fs::Permissions::from_mode(new_mode))?;
-        // Root writing into a directory owned by the service user (the vault under systemd):
-        // the new file belongs to the directory's owner, so the daemon can still read it.
-        if nix::unistd::geteuid().is_root()
-            && let Some(dir) = path.parent().and_then(|d| fs::metadata(d).ok())
-            && dir.uid() != 0
-        {
-            std::os::unix::fs::fchown(f.as_file(), Some(dir.uid()), Some(dir.gid()))?;
-        }
+        new_file_like_its_directory(path, f.as_file(), new_mode)?;
     }
     f.write_all(bytes)?;
     f.commit()
@@ -748,18 +739,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> 
 /// not kept, and a symbolic link is replaced, not followed).
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = atomic_write_file::AtomicWriteFile::options().open(path)?;
-    f.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o600))?;
-    // Root writing into a directory owned by the service user (the vault under systemd):
-    // the new file belongs to the directory's owner, so the daemon can still read it.
+    new_file_like_its_directory(path, f.as_file(), 0o600)?;
+    f.write_all(bytes)?;
+    f.commit()
+}
+
+/// Gives the temp file that becomes `path` its `mode`, and, when root writes into a directory
+/// owned by the service user (the vault under systemd), that user as owner, so the daemon can
+/// still read it.
+fn new_file_like_its_directory(path: &Path, file: &fs::File, mode: u32) -> io::Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
     if nix::unistd::geteuid().is_root()
         && let Some(dir) = path.parent().and_then(|d| fs::metadata(d).ok())
         && dir.uid() != 0
     {
-        std::os::unix::fs::fchown(f.as_file(), Some(dir.uid()), Some(dir.gid()))?;
+        std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid()))?;
     }
-    f.write_all(bytes)?;
-    f.commit()
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
