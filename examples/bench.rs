@@ -1051,7 +1051,7 @@ async fn receive(
 fn bench_drain(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     use storeguard::alert::{AlertEvent, EventKind};
     use storeguard::outcome::FindingKind;
-    use storeguard::state::Routed;
+    use storeguard::route::Routed;
     let n = args.events;
     let fakes = runtime("fake", 1)?;
     let receiver = Arc::new(Receiver::default());

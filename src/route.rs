@@ -9,6 +9,14 @@ use crate::config::{Config, Store};
 use crate::event::{AlertEvent, Subject};
 use chrono::{DateTime, Utc};
 
+/// An event with the channels it goes to, and the end of a maintenance window holding it.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    pub event: AlertEvent,
+    pub channels: Vec<String>,
+    pub hold_until: Option<DateTime<Utc>>,
+}
+
 /// Channel names for `event`, in config order.
 pub fn channels_for(config: &Config, event: &AlertEvent) -> Vec<String> {
     let store = event.subject.store_id().and_then(|id| config.store(id));
@@ -75,7 +83,7 @@ pub fn held_until(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::EventKind;
+    use crate::event::EventKind;
     use crate::model::{Marketplace, Severity};
     use crate::outcome::FindingKind;
     use std::path::Path;

@@ -7,9 +7,10 @@
 //! `synchronous = NORMAL` in WAL mode: a committed transaction survives a killed process; a power
 //! cut may lose the last commits, which the next check then produces again.
 
-use crate::alert::AlertEvent;
+use crate::event::AlertEvent;
 use crate::health::StoreHealth;
 use crate::outcome::{Outcome, Status};
+use crate::route::Routed;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -157,14 +158,6 @@ pub struct OutboxRow {
     pub created_at: DateTime<Utc>,
     /// Held by a maintenance window or silence until `next_attempt`: decide at release.
     pub held: bool,
-}
-
-/// An event with the channels it goes to, and the end of a maintenance window holding it.
-#[derive(Clone, Debug)]
-pub struct Routed {
-    pub event: AlertEvent,
-    pub channels: Vec<String>,
-    pub hold_until: Option<DateTime<Utc>>,
 }
 
 /// An incident as recorded (open or resolved).
@@ -1115,7 +1108,7 @@ fn exec(
 
 fn record_event(tx: &rusqlite::Transaction<'_>, routed: &Routed) -> Result<(), StateError> {
     let event = &routed.event;
-    use crate::alert::EventKind;
+    use crate::event::EventKind;
     match event.event {
         EventKind::Opened => {
             exec(
@@ -1304,7 +1297,7 @@ mod tests {
         let now = Utc::now();
         let mk = |id: &str, store: &str| AlertEvent {
             event_id: id.into(),
-            event: crate::alert::EventKind::Opened,
+            event: crate::event::EventKind::Opened,
             incident_id: format!("inc-{id}"),
             subject: crate::event::Subject::store(store, store, Marketplace::Ozon),
             severity: crate::model::Severity::Critical,

@@ -7,11 +7,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use storeguard::alert::{AlertEvent, Delivery, EventKind};
+use storeguard::alert::Delivery;
 use storeguard::clock::{BoxFuture, Clock, ManualClock};
 use storeguard::config::Config;
 use storeguard::daemon::{self, Parts, Probe, Sender, Shared};
 use storeguard::demo::{StoreSpec, World, WorldConfig};
+use storeguard::event::{AlertEvent, EventKind};
 use storeguard::fake::Scenario;
 use storeguard::model::Marketplace;
 use util::proc::*;
@@ -192,7 +193,7 @@ impl Probe for CountingProbe {
         &'a self,
         id: &'a str,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> BoxFuture<'a, storeguard::outcome::Outcome> {
+    ) -> BoxFuture<'a, Option<storeguard::outcome::Outcome>> {
         self.checks.fetch_add(1, Ordering::SeqCst);
         self.inner.check(id, now)
     }

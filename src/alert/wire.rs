@@ -203,19 +203,20 @@ impl Redactor {
     }
 
     pub fn scrub(&self, text: &str) -> String {
-        let secrets: Vec<&str> = self.secrets.iter().map(|s| s.as_str()).collect();
-        let s = crate::outcome::redact(text, &secrets);
-        let words: Vec<String> = s
+        // URLs go first, whole (a secret URL's parts, like `https://`, would otherwise be
+        // redacted piecemeal and leave the rest of the URL standing).
+        let words: Vec<&str> = text
             .split_whitespace()
             .map(|w| {
                 if w.contains("://") || w.contains("access_token=") || w.contains("key=") {
-                    "[URL]".to_string()
+                    "[URL]"
                 } else {
-                    w.to_string()
+                    w
                 }
             })
             .collect();
-        sanitize(&words.join(" "), 300)
+        let secrets: Vec<&str> = self.secrets.iter().map(|s| s.as_str()).collect();
+        sanitize(&crate::outcome::redact(&words.join(" "), &secrets), 300)
     }
 }
 

@@ -132,7 +132,7 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
                 }
                 let id = store.id.clone();
                 let handle = tokio::spawn(async move { prober.check(&id, now).await });
-                let outcome = handle.await.unwrap_or_else(|_| {
+                let outcome = handle.await.ok().flatten().unwrap_or_else(|| {
                     Outcome::new(
                         &store.id,
                         store.marketplace,

@@ -5,11 +5,12 @@
 //! every alert as it would be delivered.
 
 use super::run::RealParts;
-use crate::alert::{AlertEvent, Delivery, EventKind};
+use crate::alert::Delivery;
 use crate::clock::BoxFuture;
 use crate::config::Config;
 use crate::daemon::{self, Parts, Probe, Sender, Shared};
 use crate::demo::{World, WorldConfig, demo_stores};
+use crate::event::{AlertEvent, EventKind};
 use crate::fake::Scenario;
 use crate::model::Language;
 use crate::vault::Vault;

@@ -51,7 +51,11 @@ pub fn init_logging(format: LogFormat) {
 }
 
 impl Probe for Prober {
-    fn check<'a>(&'a self, store_id: &'a str, now: DateTime<Utc>) -> BoxFuture<'a, Outcome> {
+    fn check<'a>(
+        &'a self,
+        store_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Option<Outcome>> {
         Box::pin(Prober::check(self, store_id, now))
     }
 }

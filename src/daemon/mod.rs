@@ -9,13 +9,15 @@ pub mod api;
 pub mod metrics;
 pub mod page;
 
-use crate::alert::{AlertEvent, Delivery};
+use crate::alert::Delivery;
 use crate::clock::{BoxFuture, Clock};
 use crate::config::{Config, Store};
+use crate::event::AlertEvent;
 use crate::health::{self, Rules, StoreHealth, StoreRef};
 use crate::model::Marketplace;
 use crate::outcome::{FindingKind, Outcome, Status};
-use crate::state::{Backoff, Routed, State};
+use crate::route::Routed;
+use crate::state::{Backoff, State};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -28,7 +30,9 @@ use tokio_util::task::TaskTracker;
 
 /// Runs one check of one store (implemented by the marketplace prober).
 pub trait Probe: Send + Sync + 'static {
-    fn check<'a>(&'a self, store_id: &'a str, now: DateTime<Utc>) -> BoxFuture<'a, Outcome>;
+    /// `None` when the store is not in the probe's config (removed by a reload meanwhile).
+    fn check<'a>(&'a self, store_id: &'a str, now: DateTime<Utc>)
+    -> BoxFuture<'a, Option<Outcome>>;
 }
 
 /// Delivers one event to one channel (implemented by the channel set).
@@ -523,7 +527,9 @@ fn spawn_check(
 pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     let live = shared.live();
     let started = shared.clock.now();
-    let outcome = live.probe.check(&store.id, started).await;
+    let Some(outcome) = live.probe.check(&store.id, started).await else {
+        return;
+    };
     let now = shared.clock.now();
     let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
     let prev = mem.get(&store.id).cloned().unwrap_or_default();
@@ -618,7 +624,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     let mut routed = Vec::new();
     for e in events {
         let grouped = match e.event {
-            crate::alert::EventKind::Opened => {
+            crate::event::EventKind::Opened => {
                 let g = hold_outage
                     && e.finding.needs_threshold()
                     && e.finding != FindingKind::VaultUnreadable
@@ -639,7 +645,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
         } else {
             crate::route::channels_for(&live.config, &e)
         };
-        let outage_opened = e.event == crate::alert::EventKind::Opened
+        let outage_opened = e.event == crate::event::EventKind::Opened
             && matches!(
                 e.finding,
                 FindingKind::Unreachable | FindingKind::RateLimited
@@ -659,7 +665,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     let mut covered: Vec<(String, StoreHealth)> = Vec::new();
     if group_events
         .iter()
-        .any(|e| e.event == crate::alert::EventKind::Opened)
+        .any(|e| e.event == crate::event::EventKind::Opened)
     {
         for id in &affected {
             let h = if *id == store.id {
@@ -777,8 +783,8 @@ fn fault_alert(shared: &Shared, live: &Live, detail: Option<String>, now: DateTi
         }
         None => {
             let Some(mut e) = slot.take() else { return };
-            e.event = crate::alert::EventKind::Resolved;
-            e.event_id = health::event_id(&e.incident_id, crate::alert::EventKind::Resolved, 0);
+            e.event = crate::event::EventKind::Resolved;
+            e.event_id = health::event_id(&e.incident_id, crate::event::EventKind::Resolved, 0);
             e.created_at = now;
             e
         }
@@ -976,7 +982,7 @@ async fn deliver_row(shared: &Arc<Shared>, live: &Live, row: &crate::state::Outb
 /// At the end of a maintenance window: an incident still open is notified; reminders held in
 /// the window are dropped; a resolution is sent only where its opening was.
 fn still_relevant(shared: &Shared, row: &crate::state::OutboxRow) -> bool {
-    use crate::alert::EventKind;
+    use crate::event::EventKind;
     let state = &shared.state;
     let id = &row.event.incident_id;
     match row.event.event {
@@ -1197,8 +1203,8 @@ fn daemon_event(detail: &str, now: DateTime<Utc>) -> AlertEvent {
     let first_line = crate::outcome::sanitize(detail.lines().next().unwrap_or(""), 300);
     let incident = health::incident_id(crate::event::DAEMON_KEY, FindingKind::DaemonFault, now);
     AlertEvent {
-        event_id: health::event_id(&incident, crate::alert::EventKind::Opened, 0),
-        event: crate::alert::EventKind::Opened,
+        event_id: health::event_id(&incident, crate::event::EventKind::Opened, 0),
+        event: crate::event::EventKind::Opened,
         incident_id: incident,
         subject: crate::event::Subject::Daemon,
         severity: crate::model::Severity::Warning,

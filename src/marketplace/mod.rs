@@ -231,21 +231,11 @@ impl Prober {
 
     /// Runs one check of one store now. `now` is the injected clock for expiry maths and
     /// `Outcome::checked_at`; latency is measured with Instant. Never panics, never hangs past
-    /// the store's timeout (+ a small margin).
-    pub async fn check(&self, store_id: &str, now: DateTime<Utc>) -> Outcome {
+    /// the store's timeout (+ a small margin). `None` for a store the config does not have (a
+    /// reload removed it while its check was queued): there is nothing to record for it.
+    pub async fn check(&self, store_id: &str, now: DateTime<Utc>) -> Option<Outcome> {
         let snapshot = self.current();
-        let Some(slot) = snapshot.slots.get(store_id).cloned() else {
-            return Outcome::new(
-                store_id,
-                Marketplace::Ozon,
-                now,
-                vec![Finding::new(
-                    FindingKind::VaultUnreadable,
-                    format!("store `{store_id}` is not in the config"),
-                )],
-                Facts::default(),
-            );
-        };
+        let slot = snapshot.slots.get(store_id).cloned()?;
         let store = &snapshot.config.stores[slot.index];
         let start = Instant::now();
         let mut probed = match (&slot.creds, &slot.client) {
@@ -289,13 +279,13 @@ impl Prober {
         };
         probed.facts.latency_ms = start.elapsed().as_millis().min(u64::MAX as u128) as u64;
         probed.facts.egress = Some(slot.egress.clone());
-        Outcome::new(
+        Some(Outcome::new(
             store_id,
             store.marketplace,
             now,
             probed.findings,
             probed.facts,
-        )
+        ))
     }
 }
 
