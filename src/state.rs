@@ -32,6 +32,15 @@ pub enum StateError {
     #[error("state database: stored data is damaged ({0})")]
     Corrupt(String),
     #[error(
+        "state database {} was written by a newer storeguard (schema {found}; this one knows up to {known})\n  help: run the newer storeguard, or start this one with another [daemon] state_dir",
+        path.display()
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error(
         "state database {} is damaged: {detail}\n  help: stop storeguard and keep a copy of the file; then recover it \
          (`sqlite3 {0} .recover | sqlite3 {0}.recovered`, then move {0}.recovered into its place) or move it aside \
          (`mv {0} {0}.damaged`) to start with empty history (open problems are alerted again)",
@@ -45,7 +54,9 @@ impl StateError {
     pub fn is_disk_full(&self) -> bool {
         let e = match self {
             StateError::Sql(e) | StateError::Open { source: e, .. } => e,
-            StateError::Corrupt(_) | StateError::Damaged { .. } => return false,
+            StateError::Corrupt(_) | StateError::Damaged { .. } | StateError::TooNew { .. } => {
+                return false;
+            }
         };
         matches!(
             e.sqlite_error_code(),
@@ -264,6 +275,13 @@ CREATE TABLE IF NOT EXISTS check_runs (
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1');
 ";
 
+/// The schema version this build writes. A file of an older version is migrated forward at
+/// open (each step in [`MIGRATIONS`], in one transaction); a newer one is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `MIGRATIONS[n]` takes a file from version `n + 1` to `n + 2`.
+const MIGRATIONS: &[&str] = &[];
+
 impl State {
     /// Opens (creating if needed) the state database in `dir`.
     pub fn open(dir: &Path) -> Result<State, StateError> {
@@ -283,7 +301,7 @@ impl State {
                 },
             ));
         }
-        let conn = Connection::open(&path)
+        let mut conn = Connection::open(&path)
             .map_err(|e| open_err(e, "check that state_dir is writable and not on a full disk"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -304,7 +322,18 @@ impl State {
             .map_err(damaged)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        let found = schema_version(&conn).map_err(damaged)?;
+        if let Some(found) = found.filter(|v| *v > SCHEMA_VERSION) {
+            return Err(StateError::TooNew {
+                path,
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
         conn.execute_batch(SCHEMA).map_err(damaged)?;
+        if let Some(found) = found.filter(|v| *v < SCHEMA_VERSION) {
+            migrate(&mut conn, found)?;
+        }
         Ok(State {
             conn: Mutex::new(conn),
             path,
@@ -1096,6 +1125,44 @@ fn store_rowid(tx: &rusqlite::Transaction<'_>, store_id: &str) -> Result<i64, St
     )?)
 }
 
+/// The file's schema version; `None` for a new, empty file.
+fn schema_version(conn: &Connection) -> rusqlite::Result<Option<u32>> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_meta {
+        return Ok(None);
+    }
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    // A version that is not a number is not one this build wrote: treat it as newer.
+    Ok(v.map(|v| v.trim().parse().unwrap_or(u32::MAX)))
+}
+
+/// Runs the migrations from version `from` to [`SCHEMA_VERSION`], all or nothing.
+fn migrate(conn: &mut Connection, from: u32) -> Result<(), StateError> {
+    let tx = conn.transaction()?;
+    for (i, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(from.saturating_sub(1) as usize)
+    {
+        tx.execute_batch(step)?;
+        tracing::info!(to = i + 2, "state database migrated");
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema'",
+        [SCHEMA_VERSION.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// `execute` through the connection's statement cache: parsing these statements costs more
 /// than running them, and they run on every check.
 fn exec(
@@ -1220,6 +1287,109 @@ mod tests {
         assert_eq!(hist[0].findings, vec!["auth_rejected"]);
         assert_eq!(st.incidents("s1", 10).unwrap().len(), 1);
         assert_eq!(st.integrity_check().unwrap(), "ok");
+    }
+
+    /// The JSON columns as a released storeguard writes them: what this build writes must stay
+    /// readable by it, and what an older build wrote must stay readable by this one.
+    #[test]
+    fn stored_json_columns_match_their_golden_fixtures() {
+        use chrono::TimeZone;
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 1, 30, 0).unwrap();
+        let store = StoreRef {
+            id: "ozon-main",
+            name: "Ozon 主店",
+            marketplace: Marketplace::Ozon,
+        };
+        let mut facts = Facts {
+            account: Some("1234567".into()),
+            latency_ms: 182,
+            http_status: Some(404),
+            egress: Some("direct".into()),
+            ..Facts::default()
+        };
+        facts.roles = vec!["Admin".into()];
+        let o = Outcome::new(
+            "ozon-main",
+            Marketplace::Ozon,
+            at,
+            vec![Finding::new(
+                FindingKind::AuthRejected,
+                "Api-key is deactivated",
+            )],
+            facts,
+        );
+        let mut h = StoreHealth::default();
+        let events = apply(&mut h, &store, &o, &rules(), at);
+        let golden = [
+            (
+                "health.json",
+                serde_json::to_value(&h).unwrap(),
+                include_str!("../tests/fixtures/state/health.json"),
+            ),
+            (
+                "last_outcome.json",
+                serde_json::to_value(&o).unwrap(),
+                include_str!("../tests/fixtures/state/last_outcome.json"),
+            ),
+            (
+                "outbox_payload.json",
+                serde_json::to_value(&events[0]).unwrap(),
+                include_str!("../tests/fixtures/state/outbox_payload.json"),
+            ),
+        ];
+        for (name, now, fixture) in golden {
+            let fixture: serde_json::Value = serde_json::from_str(fixture).unwrap();
+            assert_eq!(
+                now,
+                fixture,
+                "{name} changed: a stored row of the old form would no longer read the same\n{}",
+                serde_json::to_string_pretty(&now).unwrap()
+            );
+        }
+        let read_h: StoreHealth =
+            serde_json::from_str(include_str!("../tests/fixtures/state/health.json")).unwrap();
+        assert_eq!(read_h, h);
+        let read_o: Outcome =
+            serde_json::from_str(include_str!("../tests/fixtures/state/last_outcome.json"))
+                .unwrap();
+        assert_eq!(read_o.findings, o.findings);
+        let read_e: AlertEvent =
+            serde_json::from_str(include_str!("../tests/fixtures/state/outbox_payload.json"))
+                .unwrap();
+        assert_eq!(read_e, events[0]);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_the_version_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(State::open(dir.path()).unwrap());
+        let path = dir.path().join(FILE_NAME);
+        let version = |p: &Path| -> String {
+            Connection::open(p)
+                .unwrap()
+                .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(version(&path), SCHEMA_VERSION.to_string());
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE meta SET value = '99' WHERE key = 'schema'", [])
+            .unwrap();
+        let e = State::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("written by a newer storeguard (schema 99; this one knows up to 1)"),
+            "{e}"
+        );
+        assert!(e.contains("help:"), "{e}");
+        // An older version is brought forward.
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE meta SET value = '0' WHERE key = 'schema'", [])
+            .unwrap();
+        drop(State::open(dir.path()).unwrap());
+        assert_eq!(version(&path), SCHEMA_VERSION.to_string());
     }
 
     #[test]

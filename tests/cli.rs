@@ -286,6 +286,39 @@ fn escape_sequences_never_reach_the_terminal() {
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
 }
 
+/// A closed pipe ends a listing quietly (exit 0, no panic), and an error's cause is said once.
+#[test]
+fn pipes_close_quietly_and_errors_read_once() {
+    let s = Setup::init();
+    s.add_ozon_store("ozon-a", "1", "CANARY-pipe-0001");
+    s.add_ozon_store("ozon-b", "2", "CANARY-pipe-0002");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = s
+        .command(&["vault", "list"])
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // No state file yet: the cause once, then the advice.
+    let out = s.run(&["status"], None);
+    assert!(!out.status.success());
+    let err = out.stderr_str();
+    assert_eq!(
+        err.matches("unable to open database file").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.trim_end().lines().last().unwrap().contains("help:"),
+        "{err}"
+    );
+}
+
 #[test]
 fn otp_prints_the_rfc6238_code() {
     let s = Setup::init();

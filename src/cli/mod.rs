@@ -122,16 +122,77 @@ pub struct OtpArgs {
 
 /// Runs the CLI and maps errors to an exit code.
 pub fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
-    match run(cli) {
+    // The unwind runs every destructor (secrets are wiped) before the quiet exit.
+    let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
+        Ok(result) => result,
+        Err(_) if PIPE_CLOSED.load(std::sync::atomic::Ordering::SeqCst) => {
+            return ExitCode::SUCCESS;
+        }
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             // Errors quote arguments, file names and config text: nothing in them reaches the
             // terminal as a control sequence.
-            eprintln!("error: {}", crate::outcome::printable(&format!("{e:#}")));
+            eprintln!("error: {}", crate::outcome::printable(&report(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+static PIPE_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `storeguard vault list | head -1`: when the reader goes away, stop quietly (exit 0, as
+/// ripgrep does) instead of a panic message. Every other panic is reported as usual (a
+/// backtrace only when RUST_BACKTRACE asks for one).
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to std") && text.contains("Broken pipe") {
+            PIPE_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
+        default(info);
+    }));
+}
+
+/// An error and its causes, each said once. Messages often quote their source already
+/// (`state database …: unable to open database file`), and `{:#}` would repeat it; a cause
+/// the text holds (or holds all but a prefix of, like SQLite's "Error code 14: …") is left
+/// out. Causes go before the `help:` line, so the advice stays last.
+pub fn report(e: &anyhow::Error) -> String {
+    let top = e.to_string();
+    let (mut head, help) = match top.find("\n  help:") {
+        Some(i) => (top[..i].to_string(), top[i..].to_string()),
+        None => (top.clone(), String::new()),
+    };
+    let mut help = help;
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        let (text, more_help) = match text.find("\n  help:") {
+            Some(i) => (text[..i].to_string(), text[i..].to_string()),
+            None => (text, String::new()),
+        };
+        let tail = text.rsplit(": ").next().unwrap_or(&text);
+        let said = |s: &str| head.contains(s) || help.contains(s);
+        if !text.is_empty() && !said(&text) && !said(tail) {
+            head.push_str(": ");
+            head.push_str(&text);
+        }
+        if !more_help.is_empty() && !help.contains(more_help.trim()) {
+            help.push_str(&more_help);
+        }
+    }
+    head + &help
 }
 
 /// Dispatches one command.
