@@ -425,8 +425,11 @@ fn sweep_world(n: usize, latency: Duration, limits: &Limits) -> anyhow::Result<S
     let t = Instant::now();
     let problems = storeguard::cli::run::vault_problems(&config, &vault, &identity);
     let vault_problems = t.elapsed();
-    if !problems.is_empty() {
-        return Err(anyhow!("{} vault problems", problems.len()));
+    if !problems.fatal.is_empty() || !problems.stores.is_empty() {
+        return Err(anyhow!(
+            "{} vault problems",
+            problems.fatal.len() + problems.stores.len()
+        ));
     }
     let t = Instant::now();
     drop(storeguard::marketplace::Prober::new(

@@ -160,9 +160,11 @@ impl FindingKind {
         }
     }
 
-    /// UNKNOWN findings wait for `failure_threshold` checks in a row before opening.
+    /// UNKNOWN findings that can pass by themselves (a network fault, a throttle, a garbled
+    /// answer) wait for `failure_threshold` checks in a row before opening. A vault entry
+    /// that cannot be read stays so until someone fixes it: it opens at once.
     pub fn needs_threshold(self) -> bool {
-        self.status() == Status::Unknown
+        self.status() == Status::Unknown && self != FindingKind::VaultUnreadable
     }
 }
 

@@ -293,8 +293,10 @@ async fn no_ready_and_a_clear_error_on_a_bad_vault() {
     let receiver = Receiver::start().await;
     let port = free_port();
     let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    // A store's damaged entry fails alone (see below); a channel's stops the start, since
+    // alerts could not go out.
     std::fs::write(
-        w.path().join("vault/stores/ozon-a.age"),
+        w.path().join("vault/channels/hook.age"),
         "-----BEGIN AGE ENCRYPTED FILE-----\ngarbage\n",
     )
     .unwrap();
@@ -310,7 +312,7 @@ async fn no_ready_and_a_clear_error_on_a_bad_vault() {
     assert!(!status.success());
     let log = d.log();
     assert!(log.contains("refusing to start"), "{log}");
-    assert!(log.contains("store/ozon-a: cannot decrypt"), "{log}");
+    assert!(log.contains("channel/hook: cannot decrypt"), "{log}");
     let mut buf = [0u8; 4096];
     let mut all = String::new();
     while let Ok(n) = sock.recv(&mut buf) {
@@ -835,4 +837,54 @@ async fn a_damaged_state_file_is_refused_at_start() {
         );
         assert!(stderr.contains(".recover"), "{stderr}");
     }
+}
+
+/// One store whose vault entry is missing and one whose entry is damaged do not keep the
+/// daemon from starting: they show UNKNOWN `vault_unreadable` and are alerted, the rest are
+/// watched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_with_bad_vault_entries_fail_alone_at_start() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(
+        vec![ozon("ozon-good"), ozon("ozon-gone"), ozon("ozon-torn")],
+        port,
+        &receiver,
+        "1h",
+    )
+    .await;
+    let config = storeguard::config::Config::load(&w.config_path).unwrap();
+    let entry = |id: &str| {
+        config
+            .daemon
+            .vault_dir
+            .join("stores")
+            .join(format!("{id}.age"))
+    };
+    std::fs::remove_file(entry("ozon-gone")).unwrap();
+    let torn = std::fs::read(entry("ozon-torn")).unwrap();
+    std::fs::write(entry("ozon-torn"), &torn[..torn.len() / 2]).unwrap();
+    let d = Daemon::start(&w, port);
+    wait_checked(&d, "ozon-good").await;
+    assert_eq!(d.store("ozon-good").await.unwrap()["status"], "OK");
+    for id in ["ozon-gone", "ozon-torn"] {
+        eventually(
+            Duration::from_secs(20),
+            "the bad store is alerted",
+            || async {
+                receiver
+                    .events(id, "opened")
+                    .iter()
+                    .any(|r| r.field("finding") == "vault_unreadable")
+            },
+        )
+        .await;
+        let s = d.store(id).await.unwrap();
+        assert_eq!(s["status"], "UNKNOWN", "{s}");
+    }
+    assert!(
+        d.log()
+            .contains("cannot be checked until its vault entry is fixed")
+    );
+    assert!(d.stop().success());
 }

@@ -111,22 +111,34 @@ impl Parts for RealParts {
     }
 }
 
-/// Every problem that must stop the daemon from starting: unreadable or incomplete vault
-/// entries of enabled stores and of channels.
-pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Vec<String> {
-    let mut problems = vault.permission_problems();
+/// What the vault says about the config at start.
+#[derive(Debug, Default)]
+pub struct VaultProblems {
+    /// Problems that stop the daemon: loose permissions, no recipients, a channel's entry.
+    pub fatal: Vec<String>,
+    /// Enabled stores whose entry is missing, unreadable or incomplete, with the problem. Each
+    /// fails alone: it is checked (and alerted) as `vault_unreadable`, the others are watched.
+    pub stores: Vec<(String, String)>,
+}
+
+/// The vault problems of `config`: see [`VaultProblems`]. (`config check` and `vault
+/// verify` treat every one of them as an error.)
+pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> VaultProblems {
+    let mut problems = VaultProblems {
+        fatal: vault.permission_problems(),
+        stores: Vec::new(),
+    };
     if let Err(e) = vault.recipients() {
-        problems.push(e.to_string());
+        problems.fatal.push(e.to_string());
     }
-    let stores: Vec<(EntryId, Schema)> = config
-        .stores
+    let enabled: Vec<&crate::config::Store> = config.stores.iter().filter(|s| s.enabled).collect();
+    let stores: Vec<(EntryId, Schema)> = enabled
         .iter()
-        .filter(|s| s.enabled)
         .map(|s| (EntryId::store(&s.id), Schema::Store(s.marketplace)))
         .collect();
-    for result in vault.load_all(&stores, identity) {
+    for (store, result) in enabled.iter().zip(vault.load_all(&stores, identity)) {
         if let Err(e) = result {
-            problems.push(e.to_string());
+            problems.stores.push((store.id.clone(), e.to_string()));
         }
     }
     for c in config
@@ -139,7 +151,7 @@ pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Ve
             Schema::Channel(c.kind),
             identity,
         ) {
-            problems.push(e.to_string());
+            problems.fatal.push(e.to_string());
         }
     }
     problems
@@ -160,14 +172,21 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let problems = vault_problems(&config, &vault, &identity);
-    if !problems.is_empty() {
+    if !problems.fatal.is_empty() {
         return Err(anyhow!(
             "refusing to start: {} vault problem{}:\n{}",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" },
-            problems.join("\n")
+            problems.fatal.len(),
+            if problems.fatal.len() == 1 { "" } else { "s" },
+            problems.fatal.join("\n")
         ));
     }
+    for (store, problem) in &problems.stores {
+        tracing::error!(
+            store = %store,
+            "this store cannot be checked until its vault entry is fixed (the others are watched): {problem}"
+        );
+    }
+    let unreadable: Vec<String> = problems.stores.into_iter().map(|(id, _)| id).collect();
     let daemon_entry = vault
         .load(&EntryId::daemon(), Schema::Daemon, &identity)
         .ok();
@@ -203,6 +222,11 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             reload_rx,
             shutdown,
             |shared| {
+                // Checked at once, so they show UNKNOWN `vault_unreadable` and are alerted now,
+                // not at their next schedule tick.
+                for id in &unreadable {
+                    shared.check_now(id);
+                }
                 notify_ready(&shared);
                 tokio::spawn(watchdog(shared));
             },
