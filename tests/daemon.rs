@@ -888,3 +888,51 @@ async fn stores_with_bad_vault_entries_fail_alone_at_start() {
     );
     assert!(d.stop().success());
 }
+
+/// A key fixed with `vault put` is used at the store's next tick, without SIGHUP and without
+/// waiting out the backoff the refused key earned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_key_is_noticed_at_the_next_tick() {
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    w.set_scenario("ozon-a", Scenario::WrongKey);
+    let d = Daemon::start(&w, port);
+    eventually(
+        Duration::from_secs(20),
+        "the refused key is alerted",
+        || async { !receiver.events("ozon-a", "opened").is_empty() },
+    )
+    .await;
+    assert_eq!(d.store("ozon-a").await.unwrap()["status"], "CRITICAL");
+    // The seller puts the right key (the fake accepts it from now on).
+    w.set_scenario("ozon-a", Scenario::Healthy);
+    let account = storeguard::demo::account_of(0, Marketplace::Ozon);
+    let key = storeguard::demo::canary("ozon-a", "api-key");
+    let mut put = Command::new(env!("CARGO_BIN_EXE_storeguard"))
+        .arg("--config")
+        .arg(&w.config_path)
+        .args(["vault", "put", "store/ozon-a"])
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        put.stdin.as_mut().unwrap(),
+        format!("client_id = \"{account}\"\napi_key = \"{key}\"\n").as_bytes(),
+    )
+    .unwrap();
+    drop(put.stdin.take());
+    assert!(put.wait().unwrap().success());
+    // Backed off for 10 minutes; the fixed key is checked within seconds.
+    eventually(
+        Duration::from_secs(20),
+        "resolved with the fixed key",
+        || async { !receiver.events("ozon-a", "resolved").is_empty() },
+    )
+    .await;
+    assert_eq!(d.store("ozon-a").await.unwrap()["status"], "OK");
+    assert!(d.log().contains("vault entry changed"), "{}", d.log());
+    assert!(d.stop().success());
+}

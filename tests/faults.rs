@@ -197,6 +197,10 @@ impl Probe for CountingProbe {
         self.checks.fetch_add(1, Ordering::SeqCst);
         self.inner.check(id, now)
     }
+
+    fn entry_changed(&self, id: &str) -> bool {
+        self.inner.entry_changed(id)
+    }
 }
 
 struct TestParts {

@@ -58,6 +58,10 @@ impl Probe for Prober {
     ) -> BoxFuture<'a, Option<Outcome>> {
         Box::pin(Prober::check(self, store_id, now))
     }
+
+    fn entry_changed(&self, store_id: &str) -> bool {
+        Prober::entry_changed(self, store_id)
+    }
 }
 
 impl Sender for ChannelSet {

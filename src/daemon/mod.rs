@@ -33,6 +33,12 @@ pub trait Probe: Send + Sync + 'static {
     /// `None` when the store is not in the probe's config (removed by a reload meanwhile).
     fn check<'a>(&'a self, store_id: &'a str, now: DateTime<Utc>)
     -> BoxFuture<'a, Option<Outcome>>;
+
+    /// Whether the store's credentials changed since they were read (a fixed key): a store
+    /// backing off is then checked at its next tick. Cheap: asked at every skipped tick.
+    fn entry_changed(&self, _store_id: &str) -> bool {
+        false
+    }
 }
 
 /// Delivers one event to one channel (implemented by the channel set).
@@ -477,11 +483,20 @@ async fn schedule_loop(
                 heap.push(Reverse((n, id.clone())));
             }
             if backoff_until.is_some_and(|u| u > now) {
-                shared
-                    .metrics
-                    .checks_skipped_backoff
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
+                if live.probe.entry_changed(&id) {
+                    // The seller fixed the key: no reason to wait out a backoff for the old one.
+                    tracing::info!(store = %id, "vault entry changed: checking now, backoff lifted");
+                    let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(m) = mem.get_mut(&id) {
+                        m.backoff = Backoff::default();
+                    }
+                } else {
+                    shared
+                        .metrics
+                        .checks_skipped_backoff
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
             }
             spawn_check(&shared, &checks, &global, &per_market, id, false);
         }

@@ -164,15 +164,52 @@ struct Memory {
 struct Slot {
     /// Position of the store in the snapshot's `config.stores` (not a copy: 100,000 stores).
     index: usize,
+    memory: Arc<Memory>,
+    /// What was loaded from the vault entry; replaced when the entry changes on disk.
+    loaded: RwLock<Arc<Loaded>>,
+}
+
+/// A store's credentials and the client built with them.
+struct Loaded {
     client: Result<reqwest::Client, String>,
     egress: String,
     creds: Result<Arc<Creds>, String>,
-    memory: Arc<Memory>,
+    /// The entry file as it was just before it was read.
+    stamp: Option<crate::vault::Stamp>,
+}
+
+impl Slot {
+    fn loaded(&self) -> Arc<Loaded> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 struct Snapshot {
     config: Arc<Config>,
     slots: HashMap<String, Arc<Slot>>,
+    /// The client of every store without a proxy.
+    direct: reqwest::Client,
+}
+
+/// The client and egress for `store`, given its credentials (a proxy password lives there).
+fn client_for(
+    store: &Store,
+    direct: &reqwest::Client,
+    creds: &Result<Arc<Creds>, String>,
+) -> (Result<reqwest::Client, String>, String) {
+    match &store.proxy {
+        None => (Ok(direct.clone()), "direct".to_string()),
+        Some(proxy) => {
+            let password = creds.as_ref().ok().and_then(|c| c.get("proxy_password"));
+            (
+                proxy_client(store, proxy, password.as_ref()),
+                proxy.host_str().unwrap_or("proxy").to_string(),
+            )
+        }
+    }
 }
 
 /// Runs login-health checks. `Send + Sync`; share it through an `Arc`.
@@ -217,6 +254,17 @@ impl Prober {
         Ok(())
     }
 
+    /// Whether the store's vault entry changed on disk since it was read (one `stat`): a key
+    /// fixed with `vault put` or `vault edit`, seen without SIGHUP.
+    pub fn entry_changed(&self, store_id: &str) -> bool {
+        let snapshot = self.current();
+        let Some(slot) = snapshot.slots.get(store_id) else {
+            return false;
+        };
+        let store = &snapshot.config.stores[slot.index];
+        self.vault.stamp(&EntryId::store(&store.id)) != slot.loaded().stamp
+    }
+
     /// The config this prober currently runs with.
     pub fn config(&self) -> Arc<Config> {
         self.current().config.clone()
@@ -238,7 +286,17 @@ impl Prober {
         let slot = snapshot.slots.get(store_id).cloned()?;
         let store = &snapshot.config.stores[slot.index];
         let start = Instant::now();
-        let mut probed = match (&slot.creds, &slot.client) {
+        if self.entry_changed(store_id) {
+            let vault = self.vault.clone();
+            let identity = self.identity.clone();
+            let (slot2, snap2) = (slot.clone(), snapshot.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                reload_entry(&vault, &identity, &snap2, &slot2);
+            })
+            .await;
+        }
+        let loaded = slot.loaded();
+        let mut probed = match (&loaded.creds, &loaded.client) {
             (Err(reason), _) => Probed::finding(Finding::new(FindingKind::VaultUnreadable, reason)),
             (Ok(_), Err(reason)) => Probed::finding(Finding::new(FindingKind::Unreachable, reason)),
             (Ok(creds), Ok(client)) => {
@@ -278,7 +336,7 @@ impl Prober {
             }
         };
         probed.facts.latency_ms = start.elapsed().as_millis().min(u64::MAX as u128) as u64;
-        probed.facts.egress = Some(slot.egress.clone());
+        probed.facts.egress = Some(loaded.egress.clone());
         Some(Outcome::new(
             store_id,
             store.marketplace,
@@ -322,23 +380,21 @@ fn build_snapshot(
         .map(|s| (EntryId::store(&s.id), Schema::Store(s.marketplace)))
         .collect();
     fold_pending_rotations(vault, identity, &entries);
+    // Stamped before reading: a write between the two is seen (and read) at the next check.
+    let stamps: Vec<_> = entries.iter().map(|(e, _)| vault.stamp(e)).collect();
     let docs = vault.load_all(&entries, identity);
-    for (index, ((store, (entry, schema)), doc)) in
-        config.stores.iter().zip(entries).zip(docs).enumerate()
+    for (index, (((store, (entry, schema)), doc), stamp)) in config
+        .stores
+        .iter()
+        .zip(entries)
+        .zip(docs)
+        .zip(stamps)
+        .enumerate()
     {
         let creds = doc
             .map(|doc| Arc::new(Creds::new(entry, schema, doc)))
             .map_err(|e| crate::outcome::sanitize(&e.to_string(), 300));
-        let (client, egress) = match &store.proxy {
-            None => (Ok(direct.clone()), "direct".to_string()),
-            Some(proxy) => {
-                let password = creds.as_ref().ok().and_then(|c| c.get("proxy_password"));
-                (
-                    proxy_client(store, proxy, password.as_ref()),
-                    proxy.host_str().unwrap_or("proxy").to_string(),
-                )
-            }
-        };
+        let (client, egress) = client_for(store, &direct, &creds);
         let memory = old
             .and_then(|o| {
                 o.slots.get(&store.id).filter(|s| {
@@ -354,14 +410,65 @@ fn build_snapshot(
             store.id.clone(),
             Arc::new(Slot {
                 index,
-                client,
-                egress,
-                creds,
                 memory,
+                loaded: RwLock::new(Arc::new(Loaded {
+                    client,
+                    egress,
+                    creds,
+                    stamp,
+                })),
             }),
         );
     }
-    Ok(Snapshot { config, slots })
+    Ok(Snapshot {
+        config,
+        slots,
+        direct,
+    })
+}
+
+/// Reads a store's changed vault entry. A newer generation is taken into the same `Creds`
+/// (a refresh in flight keeps its lock; the single-use refresh token is never raced); an
+/// entry that became readable gets new `Creds`; one that became unreadable makes the store
+/// report `vault_unreadable`. The client is rebuilt when a proxy password may have changed.
+fn reload_entry(vault: &Vault, identity: &Identity, snapshot: &Snapshot, slot: &Slot) {
+    let store = &snapshot.config.stores[slot.index];
+    let entry = EntryId::store(&store.id);
+    let schema = Schema::Store(store.marketplace);
+    let old = slot.loaded();
+    // A refresh in flight rewrites the entry itself: leave it be, and look again next check.
+    let _refreshing = match &old.creds {
+        Ok(creds) => match creds.refresh.clone().try_lock_owned() {
+            Ok(guard) => Some(guard),
+            Err(_) => return,
+        },
+        Err(_) => None,
+    };
+    let stamp = vault.stamp(&entry);
+    let creds = match (vault.load(&entry, schema, identity), &old.creds) {
+        (Ok(doc), Ok(creds)) => {
+            if doc.generation != creds.generation() {
+                tracing::info!(store = %store.id, "vault entry changed on disk; using the new one");
+                *creds.doc() = doc;
+            }
+            Ok(creds.clone())
+        }
+        (Ok(doc), Err(_)) => {
+            tracing::info!(store = %store.id, "vault entry is readable again");
+            Ok(Arc::new(Creds::new(entry, schema, doc)))
+        }
+        (Err(e), _) => Err(crate::outcome::sanitize(&e.to_string(), 300)),
+    };
+    let (client, egress) = match (&store.proxy, &old.client) {
+        (None, Ok(_)) => (old.client.clone(), old.egress.clone()),
+        _ => client_for(store, &snapshot.direct, &creds),
+    };
+    *slot.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Loaded {
+        client,
+        egress,
+        creds,
+        stamp,
+    });
 }
 
 /// Folds tokens a killed process journaled but did not fold (see `vault::journal`), so every

@@ -326,6 +326,22 @@ impl Vault {
             .join(format!("{}.age", id.name))
     }
 
+    /// What the entry's file is now (inode, size, modification time), from one `stat`: a
+    /// write by anyone (`vault put`, `vault edit`, another process's refresh) replaces the file
+    /// and so changes it. `None` when there is no file.
+    pub fn stamp(&self, id: &EntryId) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(self.path_of(id)).ok()?;
+        Some(Stamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
+        })
+    }
+
     pub fn exists(&self, id: &EntryId) -> bool {
         self.path_of(id).is_file()
     }
@@ -721,6 +737,14 @@ pub fn encrypt(plain: &[u8], recipients: &[age::x25519::Recipient]) -> io::Resul
     w.write_all(plain)?;
     w.finish()?.finish()?;
     Ok(out)
+}
+
+/// An entry file's identity at one moment (see [`Vault::stamp`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i64,
 }
 
 /// Atomically replaces `path` with `bytes`: temp file, fsync, rename, fsync of the directory.
