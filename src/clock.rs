@@ -17,6 +17,22 @@ pub trait Clock: Send + Sync + 'static {
     fn sleep_until(&self, t: DateTime<Utc>) -> BoxFuture<'static, ()>;
 }
 
+/// Waits until `clock` has moved forward by `d` (a manual clock in tests, the system clock
+/// otherwise). Time the clock is stepped back does not count against the wait, so a clock
+/// corrected by a day does not stall the caller for a day.
+pub async fn sleep_for(clock: &dyn Clock, d: Duration) {
+    let mut left = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let mut last = clock.now();
+    while left > chrono::Duration::zero() {
+        clock.sleep_until(last + left).await;
+        let now = clock.now();
+        if now > last {
+            left -= now - last;
+        }
+        last = now;
+    }
+}
+
 /// The system clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
@@ -99,5 +115,33 @@ mod tests {
             .expect("woken")
             .unwrap();
         assert_eq!(c.now(), start + chrono::Duration::seconds(11));
+    }
+
+    #[tokio::test]
+    async fn sleep_for_counts_only_forward_time() {
+        let start = Utc::now();
+        let c = ManualClock::new(start);
+        let c2 = c.clone();
+        // Lets the sleeper see each move (a single-threaded runtime runs it in these yields).
+        let settle = || async {
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let sleeper = tokio::spawn(async move { sleep_for(&c2, Duration::from_secs(60)).await });
+        settle().await;
+        c.advance(Duration::from_secs(30));
+        settle().await;
+        // Stepped back a day: the 30 s left are still 30 s, not a day and 30 s.
+        c.set(start - chrono::Duration::days(1));
+        settle().await;
+        c.advance(Duration::from_secs(20));
+        settle().await;
+        assert!(!sleeper.is_finished(), "10 s are still to go");
+        c.advance(Duration::from_secs(11));
+        tokio::time::timeout(Duration::from_secs(5), sleeper)
+            .await
+            .expect("woken after 61 s of forward time")
+            .unwrap();
     }
 }

@@ -34,12 +34,31 @@ fn catalogue(lang: Language) -> &'static HashMap<String, String> {
     }
 }
 
-/// The text for `key`; falls back to English, then to the key itself.
+/// The text for `key`; falls back to English, then to the key itself (a missing text shows
+/// as its key, never as nothing).
 pub fn text(lang: Language, key: &str) -> &'static str {
+    lookup(lang, key).unwrap_or_else(|| missing(key))
+}
+
+/// A key without a text, kept once for the life of the process (keys come from the code, so
+/// there are only so many).
+fn missing(key: &str) -> &'static str {
+    static MISSING: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = MISSING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = seen.iter().find(|k| **k == key) {
+        return k;
+    }
+    let k: &'static str = Box::leak(key.to_string().into_boxed_str());
+    seen.push(k);
+    k
+}
+
+/// The text for `key` in `lang` or else English, when there is one.
+pub fn lookup(lang: Language, key: &str) -> Option<&'static str> {
     catalogue(lang)
         .get(key)
         .or_else(|| catalogue(Language::En).get(key))
-        .map_or("", String::as_str)
+        .map(String::as_str)
 }
 
 /// The text for `key` with `{name}` placeholders filled in.
@@ -55,6 +74,16 @@ pub fn format(lang: Language, key: &str, args: &[(&str, &str)]) -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn a_missing_text_shows_its_key() {
+        assert_eq!(text(Language::ZhCn, "no.such.key"), "no.such.key");
+        assert!(std::ptr::eq(
+            text(Language::En, "no.such.key"),
+            text(Language::En, "no.such.key")
+        ));
+        assert_eq!(lookup(Language::En, "no.such.key"), None);
+    }
 
     #[test]
     fn catalogues_have_the_same_keys() {
@@ -88,12 +117,12 @@ mod tests {
         for lang in [Language::En, Language::ZhCn] {
             for f in crate::outcome::FindingKind::ALL {
                 assert!(
-                    !text(lang, &format!("finding.{}", f.as_str())).is_empty(),
+                    lookup(lang, &format!("finding.{}", f.as_str())).is_some(),
                     "{f}"
                 );
             }
             for s in ["OK", "WARNING", "CRITICAL", "UNKNOWN"] {
-                assert!(!text(lang, &format!("status.{s}")).is_empty());
+                assert!(lookup(lang, &format!("status.{s}")).is_some());
             }
         }
     }

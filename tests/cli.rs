@@ -317,6 +317,18 @@ fn pipes_close_quietly_and_errors_read_once() {
         err.trim_end().lines().last().unwrap().contains("help:"),
         "{err}"
     );
+    // A damaged entry: named once on its line.
+    fs::write(s.dir.path().join("vault/stores/ozon-b.age"), "garbage\n").unwrap();
+    let out = s.run(&["vault", "verify"], None);
+    assert!(!out.status.success());
+    let line = out
+        .stdout_str()
+        .lines()
+        .find(|l| l.starts_with("bad"))
+        .unwrap()
+        .to_string();
+    assert_eq!(line.matches("store/ozon-b").count(), 1, "{line}");
+    assert!(line.contains("cannot decrypt"), "{line}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use storeguard::alert::Delivery;
 use storeguard::clock::{BoxFuture, Clock, ManualClock};
 use storeguard::config::Config;
-use storeguard::daemon::{self, Parts, Probe, Sender, Shared};
+use storeguard::daemon::{self, Checker, Parts, Sender, Shared};
 use storeguard::demo::{StoreSpec, World, WorldConfig};
 use storeguard::event::{AlertEvent, EventKind};
 use storeguard::fake::Scenario;
@@ -184,11 +184,11 @@ impl Sender for Counter {
 }
 
 struct CountingProbe {
-    inner: Arc<dyn Probe>,
+    inner: Arc<dyn Checker>,
     checks: AtomicUsize,
 }
 
-impl Probe for CountingProbe {
+impl Checker for CountingProbe {
     fn check<'a>(
         &'a self,
         id: &'a str,
@@ -210,7 +210,7 @@ struct TestParts {
 }
 
 impl Parts for TestParts {
-    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Probe>, Arc<dyn Sender>)> {
+    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Checker>, Arc<dyn Sender>)> {
         let (inner, _) = self.real.build(config)?;
         let p = Arc::new(CountingProbe {
             inner,

@@ -375,7 +375,7 @@ fn todo_key(lang: Language, event: &AlertEvent, grouped: bool) -> String {
         Some(m) => format!("alert.todo.{}.{}", event.finding.as_str(), m.as_str()),
         None => String::new(),
     };
-    if specific.is_empty() || i18n::text(lang, &specific).is_empty() {
+    if specific.is_empty() || i18n::lookup(lang, &specific).is_none() {
         format!("alert.todo.{}", event.finding.as_str())
     } else {
         specific

@@ -8,7 +8,7 @@ use super::run::RealParts;
 use crate::alert::Delivery;
 use crate::clock::BoxFuture;
 use crate::config::Config;
-use crate::daemon::{self, Parts, Probe, Sender, Shared};
+use crate::daemon::{self, Checker, Parts, Sender, Shared};
 use crate::demo::{World, WorldConfig, demo_stores};
 use crate::event::{AlertEvent, EventKind};
 use crate::fake::Scenario;
@@ -74,7 +74,7 @@ struct DemoParts {
 }
 
 impl Parts for DemoParts {
-    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Probe>, Arc<dyn Sender>)> {
+    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Checker>, Arc<dyn Sender>)> {
         let (probe, _) = self.real.build(config)?;
         Ok((probe, self.printer.clone()))
     }

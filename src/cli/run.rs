@@ -4,7 +4,7 @@ use super::load_config;
 use crate::alert::{AlertEvent, ChannelSet, Delivery};
 use crate::clock::BoxFuture;
 use crate::config::Config;
-use crate::daemon::{self, Parts, Probe, Sender};
+use crate::daemon::{self, Checker, Parts, Sender};
 use crate::marketplace::Prober;
 use crate::outcome::Outcome;
 use crate::vault::{EntryId, Identity, Schema, Vault};
@@ -50,7 +50,7 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-impl Probe for Prober {
+impl Checker for Prober {
     fn check<'a>(
         &'a self,
         store_id: &'a str,
@@ -93,7 +93,7 @@ impl RealParts {
 }
 
 impl Parts for RealParts {
-    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Probe>, Arc<dyn Sender>)> {
+    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Checker>, Arc<dyn Sender>)> {
         let channels = Arc::new(ChannelSet::new(config, &self.vault, &self.identity)?);
         let mut slot = self.prober.lock().unwrap_or_else(|e| e.into_inner());
         let prober = match slot.as_ref() {

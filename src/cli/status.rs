@@ -95,11 +95,13 @@ async fn from_daemon(config: &Config) -> Option<Vec<StoreStatus>> {
 fn from_state(config: &Config) -> anyhow::Result<Vec<StoreStatus>> {
     let state = State::open_read_only(&config.daemon.state_dir)?;
     let rows = state.load_stores()?;
+    let rows: std::collections::HashMap<&str, _> =
+        rows.iter().map(|r| (r.store_id.as_str(), r)).collect();
     Ok(config
         .stores
         .iter()
         .map(|s| {
-            let row = rows.iter().find(|r| r.store_id == s.id);
+            let row = rows.get(s.id.as_str()).copied();
             let last = row.and_then(|r| r.last_outcome.as_ref());
             StoreStatus {
                 id: s.id.clone(),

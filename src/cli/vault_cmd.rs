@@ -570,8 +570,12 @@ fn verify(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
         };
         if let Err(e) = result {
             bad += 1;
-            let first = e.to_string();
-            println!("bad  {id}: {}", first.lines().next().unwrap_or(""));
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("");
+            // Vault errors name their entry already.
+            let prefix = format!("{id}: ");
+            let first = first.strip_prefix(&prefix).unwrap_or(first);
+            println!("bad  {id}: {}", crate::outcome::printable(first));
         }
     }
     println!("{} entries, {} bad", entries.len(), bad);

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Runs one check of one store (implemented by the marketplace prober).
-pub trait Probe: Send + Sync + 'static {
+pub trait Checker: Send + Sync + 'static {
     /// `None` when the store is not in the probe's config (removed by a reload meanwhile).
     fn check<'a>(&'a self, store_id: &'a str, now: DateTime<Utc>)
     -> BoxFuture<'a, Option<Outcome>>;
@@ -53,7 +53,7 @@ pub trait Sender: Send + Sync + 'static {
 
 /// Builds the prober and channels for a config (called at start and on every reload).
 pub trait Parts: Send + Sync + 'static {
-    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Probe>, Arc<dyn Sender>)>;
+    fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Checker>, Arc<dyn Sender>)>;
 }
 
 /// Tunables that are not user config.
@@ -157,7 +157,7 @@ impl Backoff {
 /// The live parts, swapped as a whole on reload.
 pub struct Live {
     pub config: Arc<Config>,
-    pub probe: Arc<dyn Probe>,
+    pub probe: Arc<dyn Checker>,
     pub sender: Arc<dyn Sender>,
     pub rules: Rules,
     /// Enabled stores per marketplace (the denominator of marketplace-wide grouping).
@@ -165,7 +165,7 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(config: Arc<Config>, probe: Arc<dyn Probe>, sender: Arc<dyn Sender>) -> Self {
+    pub fn new(config: Arc<Config>, probe: Arc<dyn Checker>, sender: Arc<dyn Sender>) -> Self {
         let rules = Rules::from_config(&config.defaults);
         let mut enabled_per_marketplace = HashMap::new();
         for s in config.stores.iter().filter(|s| s.enabled) {
@@ -1250,7 +1250,7 @@ async fn heartbeat(shared: Arc<Shared>, url: secrecy::SecretString, cancel: Canc
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(shared.limits.heartbeat_every) => {}
+            _ = crate::clock::sleep_for(&*shared.clock, shared.limits.heartbeat_every) => {}
         }
         let now = shared.clock.now();
         let fault = if !shared.scheduler_alive(now) {
@@ -1311,7 +1311,7 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = crate::clock::sleep_for(&*shared.clock, Duration::from_secs(3600)) => {}
         }
     }
 }

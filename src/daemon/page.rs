@@ -934,12 +934,12 @@ pub fn render_store(p: &Detail<'_>) -> String {
                 );
             }
             let specific = format!("alert.todo.{}.{}", f.kind.as_str(), s.marketplace.as_str());
-            let key = if i18n::text(lang, &specific).is_empty() {
+            let key = if i18n::lookup(lang, &specific).is_none() {
                 format!("alert.todo.{}", f.kind.as_str())
             } else {
                 specific
             };
-            if !i18n::text(lang, &key).is_empty() {
+            if i18n::lookup(lang, &key).is_some() {
                 let _ = write!(
                     out,
                     "<p class=\"todo\">{} {}</p>",
