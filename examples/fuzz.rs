@@ -16,7 +16,7 @@
 //! which is what CI runs (and it is already built by `cargo test`).
 //!
 //! A panic saves the input to `fuzz/crashes/<target>/<hash>` and the run exits non-zero.
-//! Fixed crashes are moved to `fuzz/regressions/<target>/`, which `tests/fuzz.rs` replays.
+//! Fixed crashes are moved to `fuzz/regressions/<target>/`, which `tests/it/fuzz.rs` replays.
 
 #[path = "../fuzz/targets.rs"]
 mod targets;

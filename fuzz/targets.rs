@@ -1,5 +1,5 @@
 //! Fuzz targets, shared by the mutation loop (`examples/fuzz.rs`) and the regression replay
-//! (`tests/fuzz.rs`, run by `cargo test`).
+//! (`tests/it/fuzz.rs`, run by `cargo test`).
 //!
 //! Every target takes arbitrary bytes and must return without panicking. HTTP targets read
 //! their input as: bytes 0–1 the status (folded into 100..=599), byte 2 the length L of a

@@ -1,4 +1,5 @@
-//! Loopback fakes of every alert service, for tests and demos.
+//! Loopback fakes of every alert service, for tests (feature `testkit`: not in the shipped
+//! binary, whose demo needs only the marketplace fakes).
 //!
 //! Each fake binds `127.0.0.1:0` before it is used (no sleeps, no port races), records every
 //! request, and checks it the way the real service does — path, query, JSON shape, DingTalk

@@ -13,6 +13,7 @@
 pub mod alertmanager;
 pub mod dingtalk;
 pub mod email;
+#[cfg(feature = "testkit")]
 pub mod fake;
 pub mod feishu;
 pub mod limit;

@@ -716,7 +716,7 @@ pub(crate) fn identity(store: &Store, seen: Option<&str>, what: &str) -> Option<
     })
 }
 
-/// Entry points for the fuzz harness (`examples/fuzz.rs`, replayed by `tests/fuzz.rs`): every
+/// Entry points for the fuzz harness (`examples/fuzz.rs`, replayed by `tests/it/fuzz.rs`): every
 /// parser a probe runs on a marketplace's answer, fed arbitrary status, headers and body. Each
 /// must return (a finding, facts, nothing) and never panic. Not an API.
 #[doc(hidden)]

@@ -6,8 +6,6 @@
 //! browser test fails with that hint instead of passing silently. `STOREGUARD_CHROMIUM` points
 //! at another binary.
 
-mod util;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,7 +34,7 @@ struct Daemon {
 impl Daemon {
     fn start(world: &World, port: u16) -> Daemon {
         let log = world.path().join("daemon.log");
-        let mut c = Command::new(util::BIN);
+        let mut c = Command::new(crate::util::BIN);
         c.arg("--config")
             .arg(&world.config_path)
             .arg("run")
@@ -302,7 +300,7 @@ fn screenshot(scratch: &Path, url: &str, path: &Path) {
 
 /// `target/test-artifacts/`, next to the binary under test.
 fn artifacts() -> PathBuf {
-    Path::new(util::BIN)
+    Path::new(crate::util::BIN)
         .ancestors()
         .nth(2)
         .unwrap()
@@ -477,7 +475,7 @@ fn fake_listener() -> u16 {
     port
 }
 
-fn set_listen(setup: &util::Setup, port: u16) {
+fn set_listen(setup: &crate::util::Setup, port: u16) {
     let cfg = std::fs::read_to_string(setup.config()).unwrap();
     let mut out = String::new();
     let mut done = false;
@@ -500,7 +498,7 @@ fn set_listen(setup: &util::Setup, port: u16) {
 
 #[test]
 fn status_open_launches_the_browser_or_prints_the_url() {
-    let setup = util::Setup::init();
+    let setup = crate::util::Setup::init();
     let port = fake_listener();
     set_listen(&setup, port);
     let url = format!("http://127.0.0.1:{port}/");

@@ -3,16 +3,14 @@
 //! metrics, the state database and the temp dirs — for the `CANARY` marker that every fixture
 //! secret carries. Zero hits, or the test names the place.
 
-mod util;
-
+use crate::util::proc::*;
+use crate::util::receiver::Receiver;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use storeguard::demo::StoreSpec;
 use storeguard::fake::Scenario;
 use storeguard::model::Marketplace;
-use util::proc::*;
-use util::receiver::Receiver;
 
 const MARK: &str = "CANARY";
 
@@ -46,7 +44,7 @@ fn sweep_dir(dir: &Path) -> usize {
 
 #[test]
 fn the_demo_prints_no_secret() {
-    let out = Command::new(util::BIN)
+    let out = Command::new(crate::util::BIN)
         .args(["demo", "--pace", "1"])
         .stdin(Stdio::null())
         .output()
@@ -115,7 +113,7 @@ async fn no_surface_shows_a_fixture_secret() {
         vec!["vault", "list"],
         vec!["vault", "verify"],
     ] {
-        let out = Command::new(util::BIN)
+        let out = Command::new(crate::util::BIN)
             .arg("--config")
             .arg(&w.config_path)
             .args(&args)
@@ -163,7 +161,7 @@ async fn no_surface_shows_a_fixture_secret() {
         vec!["history", "ozon-bad"],
         vec!["history", "ozon-bad", "--json"],
     ] {
-        let out = Command::new(util::BIN)
+        let out = Command::new(crate::util::BIN)
             .arg("--config")
             .arg(&w.config_path)
             .args(&args)
@@ -180,7 +178,7 @@ async fn no_surface_shows_a_fixture_secret() {
     assert!(d.stop().success());
     // JSON logs too.
     let dj = {
-        let mut c = Command::new(util::BIN);
+        let mut c = Command::new(crate::util::BIN);
         c.arg("--config")
             .arg(&w.config_path)
             .args(["run", "--log-format", "json"]);

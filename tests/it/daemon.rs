@@ -1,15 +1,13 @@
 //! The daemon as it runs in production: the real binary, fake marketplaces and a real webhook
 //! receiver on loopback, signals, sd_notify on a socket the test owns, and promtool.
 
-mod util;
-
+use crate::util::proc::*;
+use crate::util::receiver::{DOWN, Receiver, SLOW, UP};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use storeguard::demo::StoreSpec;
 use storeguard::fake::Scenario;
 use storeguard::model::Marketplace;
-use util::proc::*;
-use util::receiver::{DOWN, Receiver, SLOW, UP};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_remind_fix_gives_one_opened_reminders_and_one_resolved() {
@@ -608,7 +606,7 @@ async fn a_dead_channel_delays_only_itself() {
     let placeholder = Receiver::start().await;
     let port = free_port();
     let stores: Vec<_> = (0..8).map(|i| ozon(&format!("ozon-{i}"))).collect();
-    let w = util::proc::world_with(
+    let w = crate::util::proc::world_with(
         stores,
         port,
         &[("dead", "", &placeholder), ("hook", "", &healthy)],

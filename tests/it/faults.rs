@@ -1,8 +1,8 @@
 //! Fault suites: a damaged vault on reload, a full state disk, a clock that jumps, and the daemon
 //! killed at random points of its sweeps and deliveries. Loopback only, bounded in time.
 
-mod util;
-
+use crate::util::proc::*;
+use crate::util::receiver::{Receiver, SLOW, UP};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +15,6 @@ use storeguard::demo::{StoreSpec, World, WorldConfig};
 use storeguard::event::{AlertEvent, EventKind};
 use storeguard::fake::Scenario;
 use storeguard::model::Marketplace;
-use util::proc::*;
-use util::receiver::{Receiver, SLOW, UP};
 
 fn ozon(id: &str) -> StoreSpec {
     StoreSpec::new(id, id, Marketplace::Ozon)
@@ -90,7 +88,7 @@ async fn full_state_disk_fails_cleanly_alerts_and_recovers() {
         .arg("-c")
         .arg(format!(
             "trap '' XFSZ; exec {prlimit} --fsize=400000:unlimited {} --config {} run",
-            util::BIN,
+            crate::util::BIN,
             w.config_path.display()
         ))
         .env("STOREGUARD_LOG", "info")
@@ -487,7 +485,7 @@ async fn sigkill_at_random_points_loses_no_alert_and_tears_no_row() {
     let port = free_port();
     let stores: Vec<_> = (0..6).map(|i| ozon(&format!("k{i}"))).collect();
     let w = world(stores, port, &receiver, "1h").await;
-    let mut rng = util::Rng::new(0x5eed_0006);
+    let mut rng = crate::util::Rng::new(0x5eed_0006);
     let rounds = 200;
     let started = Instant::now();
     for round in 0..rounds {
@@ -572,7 +570,7 @@ async fn sigkill_at_random_points_loses_no_alert_and_tears_no_row() {
         }
     }
     // Duplicates (at-least-once) carry the same event id and the same content.
-    let mut by_id: std::collections::HashMap<String, Vec<&util::receiver::Received>> =
+    let mut by_id: std::collections::HashMap<String, Vec<&crate::util::receiver::Received>> =
         Default::default();
     for r in &delivered {
         by_id.entry(r.idempotency_key.clone()).or_default().push(r);

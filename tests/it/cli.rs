@@ -1,10 +1,8 @@
 //! The CLI as a user runs it: the real binary, real files, the reference `age` CLI.
 
-mod util;
-
+use crate::util::{Setup, storeguard};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use util::{Setup, storeguard};
 
 /// Exact messages for every class of bad config, pinned as trycmd cases in tests/cmd/.
 #[test]
@@ -80,7 +78,7 @@ fn vault_round_trip_show_masks_and_reveal_prints() {
 
 #[test]
 fn age_cli_decrypts_what_storeguard_wrote_and_back() {
-    let age = util::age_cli();
+    let age = crate::util::age_cli();
     let s = Setup::init();
     s.add_ozon_store("ozon-main", "1234567", "CANARY-cli-age-0002");
     let file = s.dir.path().join("vault/stores/ozon-main.age");
@@ -385,7 +383,7 @@ fn vault_edit_validates_before_saving() {
 
 #[test]
 fn sigkill_during_put_and_rekey_never_tears_an_entry() {
-    util::kill_storm(200);
+    crate::util::kill_storm(200);
 }
 
 /// D6: `vault edit` keeps the decrypted entry in a 0700 directory whatever the umask; SIGTERM or

@@ -2,7 +2,7 @@
 //! (`fuzz/regressions/`) through its target: none may panic. The mutation loop itself is
 //! `examples/fuzz.rs`.
 
-#[path = "../fuzz/targets.rs"]
+#[path = "../../fuzz/targets.rs"]
 #[allow(dead_code)] // shared with examples/fuzz.rs, which uses all of it
 mod targets;
 
