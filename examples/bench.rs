@@ -285,10 +285,10 @@ fn real_parts(config: &Config) -> anyhow::Result<Arc<storeguard::cli::run::RealP
 }
 
 /// A daemon running in-process on its own runtime.
+/// The daemon under measurement, on a port-0 listener.
 struct InProcess {
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    daemon: daemon::Daemon,
 }
 
 impl InProcess {
@@ -297,42 +297,16 @@ impl InProcess {
         parts: Arc<dyn Parts>,
         options: daemon::Options,
     ) -> anyhow::Result<InProcess> {
-        let (_reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
-        let task = tokio::spawn(daemon::run(
-            config,
-            parts,
-            options,
-            reload_rx,
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |shared| {
-                let _ = ready_tx.send(shared);
-            },
-        ));
-        match ready_rx.await {
-            Ok(shared) => Ok(InProcess {
-                shared,
-                stop: Some(stop_tx),
-                task: Some(task),
-            }),
-            Err(_) => Err(task
-                .await?
-                .err()
-                .unwrap_or_else(|| anyhow!("daemon stopped before it was ready"))),
-        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let daemon = daemon::Daemon::start(config, parts, options, listener).await?;
+        Ok(InProcess {
+            shared: daemon.shared().clone(),
+            daemon,
+        })
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await??;
-        }
-        Ok(())
+    async fn stop(self) -> anyhow::Result<()> {
+        self.daemon.shutdown().await
     }
 }
 

@@ -17,8 +17,8 @@ use crate::vault::Vault;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -153,32 +153,15 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             real: RealParts::new(vault, identity),
             printer: printer.clone(),
         });
-        let (_reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let shared_slot: Arc<Mutex<Option<Arc<Shared>>>> = Arc::default();
-        let slot = shared_slot.clone();
-        let daemon = tokio::spawn(daemon::run(
+        let listener = daemon::bind(&config).await?;
+        let daemon = daemon::Daemon::start(
             config.clone(),
             parts,
             daemon::Options::default(),
-            reload_rx,
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |shared| {
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared);
-            },
-        ));
-        // Wait for the daemon to be up.
-        let shared = loop {
-            if let Some(s) = shared_slot.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                break s;
-            }
-            if daemon.is_finished() {
-                return daemon.await?.map(|_| ExitCode::FAILURE);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+            listener,
+        )
+        .await?;
+        let shared = daemon.shared().clone();
 
         println!("── Act 1: first checks. One Ozon key expires in 2 days, and one Alibaba.com access token is refused, refreshed and written back to the vault.\n");
         tokio::time::sleep(pace).await;
@@ -207,8 +190,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(pace).await;
         table(&shared, lang);
 
-        let _ = stop_tx.send(());
-        daemon.await??;
+        daemon.shutdown().await?;
         println!(
             "\nDone: {} alerts opened, {} resolved, {} reminders — each with a stable event id, queued in SQLite before delivery.",
             printer.opened.load(Ordering::Relaxed),

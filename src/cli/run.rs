@@ -214,6 +214,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
         let shutdown = signals(reload_tx)?;
+        let listener = daemon::bind(&config).await?;
         daemon::run(
             config,
             parts,
@@ -223,6 +224,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
                 limits: daemon::Limits::default().for_open_files(nofile),
                 ..daemon::Options::default()
             },
+            listener,
             reload_rx,
             shutdown,
             |shared| {

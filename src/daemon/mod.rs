@@ -272,10 +272,103 @@ impl Default for Options {
 }
 
 /// Starts everything and runs until `shutdown` resolves.
+/// Binds `[daemon] listen` for [`run`] / [`Daemon::start`].
+pub async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(config.daemon.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e}\n  help: another storeguard may be running; change [daemon] listen",
+                config.daemon.listen
+            )
+        })
+}
+
+/// A running daemon, started by [`Daemon::start`].
+pub struct Daemon {
+    shared: Arc<Shared>,
+    addr: std::net::SocketAddr,
+    reload: mpsc::UnboundedSender<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    /// Starts a daemon on `listener` (bind port 0 for tests: no port is guessed) and returns
+    /// once it is ready, or with the error that kept it from starting.
+    pub async fn start(
+        config: Arc<Config>,
+        parts: Arc<dyn Parts>,
+        options: Options,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<Daemon> {
+        let addr = listener.local_addr()?;
+        let (reload, reload_rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
+        let task = tokio::spawn(run(
+            config,
+            parts,
+            options,
+            listener,
+            reload_rx,
+            async move {
+                let _ = stop_rx.await;
+            },
+            move |shared| {
+                let _ = ready_tx.send(shared);
+            },
+        ));
+        match ready_rx.await {
+            Ok(shared) => Ok(Daemon {
+                shared,
+                addr,
+                reload,
+                stop: Some(stop),
+                task,
+            }),
+            // Dropped unsent: `run` ended before it was ready.
+            Err(_) => match task.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Err(anyhow::anyhow!("the daemon stopped before it was ready")),
+                Err(e) => Err(anyhow::anyhow!("the daemon task failed: {e}")),
+            },
+        }
+    }
+
+    /// Everything the daemon holds (status, API, state).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The address the status API listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Re-reads the config and the vault, as SIGHUP does.
+    pub fn reload(&self) {
+        let _ = self.reload.send(());
+    }
+
+    /// Stops checking, drains what is in flight and returns how the daemon ended.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task
+            .await
+            .map_err(|e| anyhow::anyhow!("the daemon task failed: {e}"))?
+    }
+}
+
+/// Runs a daemon on `listener` until `shutdown` resolves; `ready` is called once it is up.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: Arc<Config>,
     parts: Arc<dyn Parts>,
     options: Options,
+    listener: tokio::net::TcpListener,
     reload: mpsc::UnboundedReceiver<()>,
     shutdown: impl std::future::Future<Output = ()> + Send,
     ready: impl FnOnce(Arc<Shared>) + Send,
@@ -332,9 +425,6 @@ pub async fn run(
         heartbeat: AtomicI64::new(clock.now().timestamp_millis()),
     });
 
-    let listener = tokio::net::TcpListener::bind(config.daemon.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}\n  help: another storeguard may be running; change [daemon] listen", config.daemon.listen))?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 

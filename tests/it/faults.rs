@@ -225,8 +225,7 @@ struct InProcess {
     parts: Arc<TestParts>,
     sender: Arc<Counter>,
     shared: Arc<Shared>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    daemon: daemon::Daemon,
     _world: World,
 }
 
@@ -246,28 +245,23 @@ impl InProcess {
             sender: sender.clone(),
         });
         let clock = ManualClock::new(start);
-        let (_reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
-        let handle = tokio::spawn(daemon::run(
-            config,
-            parts.clone(),
-            daemon::Options {
-                clock: Arc::new(clock.clone()),
-                ..daemon::Options::default()
-            },
-            reload_rx,
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |s| {
-                let _ = ready_tx.send(s);
-            },
-        ));
-        let shared = tokio::time::timeout(Duration::from_secs(10), ready_rx)
-            .await
-            .expect("the daemon gets ready")
-            .expect("the daemon starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let daemon = tokio::time::timeout(
+            Duration::from_secs(10),
+            daemon::Daemon::start(
+                config,
+                parts.clone(),
+                daemon::Options {
+                    clock: Arc::new(clock.clone()),
+                    ..daemon::Options::default()
+                },
+                listener,
+            ),
+        )
+        .await
+        .expect("the daemon gets ready")
+        .expect("the daemon starts");
+        let shared = daemon.shared().clone();
         // The scheduler has planned every store: moving the clock now passes their firings.
         let deadline = Instant::now() + Duration::from_secs(10);
         while storeguard::daemon::api::store_statuses(&shared, false)
@@ -282,8 +276,7 @@ impl InProcess {
             parts,
             sender,
             shared,
-            stop,
-            handle,
+            daemon,
             _world: w,
         }
     }
@@ -325,8 +318,7 @@ impl InProcess {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.handle.await.unwrap().unwrap();
+        self.daemon.shutdown().await.unwrap();
     }
 }
 
@@ -699,9 +691,8 @@ async fn dead_mans_switch_is_pinged_while_healthy() {
             down: Default::default(),
         }),
     });
-    let (_reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(daemon::run(
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let d = daemon::Daemon::start(
         config,
         parts,
         daemon::Options {
@@ -712,17 +703,14 @@ async fn dead_mans_switch_is_pinged_while_healthy() {
             },
             ..daemon::Options::default()
         },
-        reload_rx,
-        async move {
-            let _ = stop_rx.await;
-        },
-        |_| {},
-    ));
+        listener,
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while receiver.all().len() < 3 {
         assert!(Instant::now() < deadline, "no heartbeat pings");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = stop_tx.send(());
-    handle.await.unwrap().unwrap();
+    d.shutdown().await.unwrap();
 }
