@@ -184,11 +184,7 @@ pub struct IncidentRow {
 }
 
 /// Backoff to persist with a check.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Backoff {
-    pub until: Option<DateTime<Utc>>,
-    pub level: u32,
-}
+pub use crate::health::Backoff;
 
 pub struct State {
     conn: Mutex<Connection>,

@@ -13,9 +13,10 @@ use crate::alert::Delivery;
 use crate::clock::{BoxFuture, Clock};
 use crate::config::{Config, Store};
 use crate::event::AlertEvent;
+use crate::health::MAX_BACKOFF;
 use crate::health::{self, Rules, StoreHealth, StoreRef};
 use crate::model::Marketplace;
-use crate::outcome::{FindingKind, Outcome, Status};
+use crate::outcome::{FindingKind, Outcome};
 use crate::route::Routed;
 use crate::state::{Backoff, State};
 use chrono::{DateTime, Utc};
@@ -139,21 +140,6 @@ impl StoreMem {
     }
 }
 
-/// The longest backoff [`next_backoff`] sets. A stored backoff ending later than this from
-/// now is from a clock that was ahead (stepped back since): it is cut to this.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(7200);
-
-impl Backoff {
-    /// This backoff with an end no later than `MAX_BACKOFF` after `now`.
-    fn bounded(self, now: DateTime<Utc>) -> Backoff {
-        let limit = now + chrono::Duration::from_std(MAX_BACKOFF).unwrap_or_default();
-        Backoff {
-            until: self.until.map(|u| u.min(limit)),
-            level: self.level,
-        }
-    }
-}
-
 /// The live parts, swapped as a whole on reload.
 pub struct Live {
     pub config: Arc<Config>,
@@ -222,32 +208,6 @@ impl Shared {
     /// Whether the scheduler loop ran recently.
     pub fn scheduler_alive(&self, now: DateTime<Utc>) -> bool {
         now.timestamp_millis() - self.heartbeat.load(Ordering::Relaxed) < 120_000
-    }
-}
-
-/// Backoff after a refused or throttled check: never hammer a marketplace with a bad key.
-fn next_backoff(prev: Backoff, outcome: &Outcome, now: DateTime<Utc>) -> Backoff {
-    let rate = outcome
-        .findings
-        .iter()
-        .find(|f| f.kind == FindingKind::RateLimited);
-    let refused = outcome.has(FindingKind::AuthRejected);
-    if rate.is_none() && !refused {
-        return Backoff::default();
-    }
-    let level = (prev.level + 1).min(8);
-    let wait = if let Some(secs) = rate.and_then(|f| f.retry_after_secs) {
-        Duration::from_secs(secs.clamp(60, 3600).min(MAX_BACKOFF.as_secs()))
-    } else if refused {
-        // 10 min, 20, 40, 80, capped at 2 h: a fixed key is still noticed the same morning,
-        // and `check now` bypasses it.
-        Duration::from_secs(600 * 2u64.pow(level - 1)).min(MAX_BACKOFF)
-    } else {
-        Duration::from_secs(60 * 2u64.pow(level - 1)).min(Duration::from_secs(1800))
-    };
-    Backoff {
-        until: Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
-        level,
     }
 }
 
@@ -638,27 +598,11 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     let now = shared.clock.now();
     let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
     let prev = mem.get(&store.id).cloned().unwrap_or_default();
-    let mut health = prev.health.clone();
-    let store_ref = StoreRef {
-        id: &store.id,
-        name: &store.name,
-        marketplace: store.marketplace,
-    };
-    let events = health::apply(&mut health, &store_ref, &outcome, &live.rules, now);
-
-    // Marketplace-wide grouping over the latest picture (this store's new outcome included).
-    let group_id = format!(
-        "{}{}",
-        crate::event::GROUP_PREFIX,
-        store.marketplace.as_str()
-    );
-    // Only stores whose latest outcome is an outage can count: those (and this store), in
+    let group_id = crate::event::Subject::Marketplace(store.marketplace)
+        .key()
+        .into_owned();
+    // Only stores whose latest outcome is an outage can count towards the group: those, in
     // config order, instead of every peer of the marketplace.
-    let peers_len = live
-        .enabled_per_marketplace
-        .get(&store.marketplace)
-        .copied()
-        .unwrap_or(0);
     let candidates: Vec<&Store> = {
         let outages = shared.outages.lock().unwrap_or_else(|e| e.into_inner());
         let mut at: Vec<usize> = outages
@@ -673,142 +617,78 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
             .filter(|s| s.enabled && s.marketplace == store.marketplace)
             .collect()
     };
-    let mut affected = Vec::new();
-    let mut qualified = 0;
-    for peer in &candidates {
-        let (last, h) = if peer.id == store.id {
-            (Some(&outcome), &health)
-        } else {
-            match mem.get(&peer.id) {
-                Some(m) => (m.last.as_ref(), &m.health),
-                None => continue,
-            }
-        };
-        if last.is_some_and(health::is_outage) {
-            affected.push(peer.id.clone());
-            let streak = [FindingKind::Unreachable, FindingKind::RateLimited]
-                .iter()
-                .any(|k| {
-                    h.open.contains_key(k)
-                        || h.streaks.get(k).copied().unwrap_or(0) >= live.rules.failure_threshold
-                });
-            if streak {
-                qualified += 1;
-            }
-        }
-    }
-    let prev_group = mem
-        .get(&group_id)
-        .map(|m| m.health.clone())
-        .unwrap_or_default();
-    let mut group = prev_group.clone();
-    let (group_events, hold_outage) = health::apply_group(
-        &mut group,
-        store.marketplace,
-        peers_len,
-        &affected,
-        qualified,
-        now,
-    );
-
-    // Routing: outage alerts covered by the group are not sent on their own; maintenance
-    // windows and silences hold the rest until they end.
+    let peers: Vec<health::Peer<'_>> = candidates
+        .iter()
+        .filter_map(|s| match mem.get(&s.id) {
+            Some(m) => Some(health::Peer {
+                id: &s.id,
+                last: m.last.as_ref(),
+                health: &m.health,
+            }),
+            // This store before its first check: `step` puts the new outcome in its place.
+            None if s.id == store.id => Some(health::Peer {
+                id: &s.id,
+                last: None,
+                health: &prev.health,
+            }),
+            None => None,
+        })
+        .collect();
+    let no_group = StoreHealth::default();
     let silenced = shared
         .silences
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&store.id)
         .copied();
-    let hold_until = crate::route::held_until(&live.config, store, silenced, now);
-    // Stores of one sweep finish at different moments: an outage alert waits a sweep's spread
-    // (jitter + probe timeout) so that a grouped incident forming meanwhile can replace it.
-    let sweep_grace = chrono::Duration::from_std(
-        (store.schedule.min_interval() / 10).min(Duration::from_secs(30)) + store.timeout,
-    )
-    .unwrap_or_default();
-    let mut routed = Vec::new();
-    for e in events {
-        let grouped = match e.event {
-            crate::event::EventKind::Opened => {
-                let g = hold_outage
-                    && e.finding.needs_threshold()
-                    && e.finding != FindingKind::VaultUnreadable
-                    && e.finding != FindingKind::ProtocolError;
-                if g && let Some(inc) = health.open.get_mut(&e.finding) {
-                    inc.grouped = true;
-                }
-                g
-            }
-            _ => prev
-                .health
-                .open
-                .get(&e.finding)
-                .is_some_and(|i| i.id == e.incident_id && i.grouped),
-        };
-        let channels = if grouped {
-            Vec::new()
-        } else {
-            crate::route::channels_for(&live.config, &e)
-        };
-        let outage_opened = e.event == crate::event::EventKind::Opened
-            && matches!(
-                e.finding,
-                FindingKind::Unreachable | FindingKind::RateLimited
-            );
-        let hold = if outage_opened && !grouped {
-            hold_until.max(Some(now + sweep_grace))
-        } else {
-            hold_until
-        };
-        routed.push(Routed {
-            event: e,
-            channels,
-            hold_until: hold,
-        });
-    }
-    // A grouped incident that opens now covers the outage incidents already open in its stores.
-    let mut covered: Vec<(String, StoreHealth)> = Vec::new();
-    if group_events
-        .iter()
-        .any(|e| e.event == crate::event::EventKind::Opened)
-    {
-        for id in &affected {
-            let h = if *id == store.id {
-                &mut health
-            } else {
-                match mem.get(id) {
-                    Some(m) => {
-                        covered.push((id.clone(), m.health.clone()));
-                        &mut covered.last_mut().expect("just pushed").1
-                    }
-                    None => continue,
-                }
-            };
-            for k in [FindingKind::Unreachable, FindingKind::RateLimited] {
-                if let Some(inc) = h.open.get_mut(&k) {
-                    inc.grouped = true;
-                }
-            }
-        }
-    }
-    for e in group_events {
-        let channels = crate::route::channels_for(&live.config, &e);
-        routed.push(Routed {
-            event: e,
-            channels,
-            hold_until: None,
-        });
-    }
-    let backoff = if manual && outcome.status == Status::Ok {
-        Backoff::default()
-    } else {
-        next_backoff(prev.backoff, &outcome, now)
+    let picture = health::Picture {
+        store: StoreRef {
+            id: &store.id,
+            name: &store.name,
+            marketplace: store.marketplace,
+        },
+        health: &prev.health,
+        backoff: prev.backoff,
+        peers: &peers,
+        marketplace_stores: live
+            .enabled_per_marketplace
+            .get(&store.marketplace)
+            .copied()
+            .unwrap_or(0),
+        group: mem.get(&group_id).map_or(&no_group, |m| &m.health),
+        held_until: crate::route::held_until(&live.config, store, silenced, now),
+        // Stores of one sweep finish at different moments: a sweep's spread (jitter + probe
+        // timeout).
+        sweep_grace: chrono::Duration::from_std(
+            (store.schedule.min_interval() / 10).min(Duration::from_secs(30)) + store.timeout,
+        )
+        .unwrap_or_default(),
+        manual,
     };
-    let group_changed = group != prev_group;
+    let health::Step {
+        health,
+        events,
+        group,
+        covered,
+        backoff,
+    } = health::step(&picture, &outcome, &live.rules, now);
+    drop(peers);
+    let routed: Vec<Routed> = events
+        .into_iter()
+        .map(|d| Routed {
+            channels: if d.alone {
+                crate::route::channels_for(&live.config, &d.event)
+            } else {
+                Vec::new()
+            },
+            event: d.event,
+            hold_until: d.hold_until,
+        })
+        .collect();
     let mut extra: Vec<(&str, &StoreHealth)> =
         covered.iter().map(|(id, h)| (id.as_str(), h)).collect();
-    if group_changed {
-        extra.push((group_id.as_str(), &group));
+    if let Some(g) = &group {
+        extra.push((group_id.as_str(), g));
     }
     let write = shared
         .state
@@ -836,8 +716,8 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
             m.health = health;
             m.last = Some(outcome);
             m.backoff = backoff;
-            if group_changed {
-                mem.entry(group_id).or_default().health = group;
+            if let Some(g) = group {
+                mem.entry(group_id).or_default().health = g;
             }
             for (id, h) in covered {
                 mem.entry(id).or_default().health = h;
@@ -1409,31 +1289,6 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{Facts, Finding};
-
-    #[test]
-    fn backoff_grows_and_resets() {
-        let now = Utc::now();
-        let bad = Outcome::new(
-            "s",
-            Marketplace::Ozon,
-            now,
-            vec![Finding::new(FindingKind::AuthRejected, "x")],
-            Facts::default(),
-        );
-        let b1 = next_backoff(Backoff::default(), &bad, now);
-        assert_eq!(b1.level, 1);
-        assert_eq!(b1.until, Some(now + chrono::Duration::minutes(10)));
-        let b2 = next_backoff(b1, &bad, now);
-        assert_eq!(b2.until, Some(now + chrono::Duration::minutes(20)));
-        let mut b = b2;
-        for _ in 0..10 {
-            b = next_backoff(b, &bad, now);
-        }
-        assert_eq!(b.until, Some(now + chrono::Duration::hours(2)));
-        let ok = Outcome::new("s", Marketplace::Ozon, now, vec![], Facts::default());
-        assert_eq!(next_backoff(b, &ok, now), Backoff::default());
-    }
 
     #[test]
     fn retry_delay_is_capped_and_honours_retry_after() {

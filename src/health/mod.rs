@@ -163,6 +163,9 @@ pub struct StoreRef<'a> {
 
 pub use crate::event::{event_id, incident_id};
 
+mod step;
+pub use step::{Backoff, Decided, MAX_BACKOFF, Peer, Picture, Step, next_backoff, step};
+
 impl StoreRef<'_> {
     fn subject(&self) -> Subject {
         Subject::store(self.id, self.name, self.marketplace)
