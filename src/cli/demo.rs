@@ -4,10 +4,10 @@
 //! stores, runs the daemon on a fast schedule, breaks some stores and fixes them again, printing
 //! every alert as it would be delivered.
 
-use super::run::RealParts;
 use crate::alert::Delivery;
 use crate::clock::BoxFuture;
 use crate::config::Config;
+use crate::daemon::RealParts;
 use crate::daemon::{self, Checker, Parts, Sender, Shared};
 use crate::demo::{World, WorldConfig, demo_stores};
 use crate::event::{AlertEvent, EventKind};
