@@ -1133,14 +1133,11 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
                 }
             },
         };
-        if account.is_none() && st.account.is_none() && marketplace != Marketplace::Amazon {
+        if account.is_none() && st.account.is_none() && marketplace.spec().account_required {
             c.at(
                 table_span.clone(),
                 format!("store `{id}` has no `account`"),
-                match marketplace {
-                    Marketplace::Ozon => "add account = \"<Client-Id>\" (the seller account number shown next to the API key)",
-                    _ => "add account = \"<seller id>\" (the seller id the app was authorised for)",
-                },
+                marketplace.spec().account_help,
             );
         }
         if marketplace == Marketplace::Amazon && st.region.is_none() {

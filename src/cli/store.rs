@@ -57,11 +57,7 @@ pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
         Some(n) => n,
         None => p.ask("Display name", Some(&id))?,
     };
-    let account_q = match marketplace {
-        Marketplace::Ozon => "Client-Id (account number)",
-        Marketplace::Amazon => "Seller id (optional)",
-        _ => "Seller id",
-    };
+    let account_q = marketplace.spec().account_prompt;
     let account = match args.account {
         Some(a) => a,
         None => p.ask(
