@@ -1,710 +1,9 @@
-//! `storeguard.toml`: the strict raw schema and the validated [`Config`] everything else uses.
-//!
-//! The raw types mirror the file one to one and refuse unknown keys. [`Config::from_toml`]
-//! turns them into validated types once: cron strings parsed, durations parsed, references
-//! between stores and channels resolved, endpoints checked. Every problem is reported with
-//! `file:line:col` and a sentence that says what to do; all problems are collected, not just the
-//! first. No secret belongs in this file, and no error message quotes a source line.
+//! From the raw schema to the validated types: every rule checked once, in one place.
 
-use crate::model::{AmazonRegion, ChannelKind, Language, Marketplace, Severity};
-use crate::schedule::CronSchedule;
-use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-use toml::Spanned;
-use url::Url;
-
-/// Where the config lives when neither `--config` nor `$STOREGUARD_CONFIG` says otherwise.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/storeguard/storeguard.toml";
-/// Largest config file we read; a real one is a few hundred KiB for thousands of stores.
-const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
-
-// ---------------------------------------------------------------------------------------------
-// Raw schema
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    daemon: RawDaemon,
-    #[serde(default)]
-    defaults: RawDefaults,
-    #[serde(default)]
-    marketplace: RawMarketplaces,
-    #[serde(default, rename = "store")]
-    stores: Vec<Spanned<RawStore>>,
-    #[serde(default, rename = "channel")]
-    channels: Vec<Spanned<RawChannel>>,
-    #[serde(default, rename = "maintenance")]
-    maintenance: Vec<Spanned<RawMaintenance>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDaemon {
-    state_dir: Option<Spanned<String>>,
-    vault_dir: Option<Spanned<String>>,
-    identity: Option<Spanned<String>>,
-    listen: Option<Spanned<String>>,
-    timezone: Option<Spanned<String>>,
-    language: Option<Language>,
-    history_retention: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    schedule: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-    failure_threshold: Option<Spanned<u32>>,
-    success_threshold: Option<Spanned<u32>>,
-    remind_every: Option<Spanned<String>>,
-    expiry_warning: Option<Vec<Spanned<String>>>,
-    password_max_age: Option<Spanned<String>>,
-    channels: Option<Vec<Spanned<String>>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMarketplaces {
-    ozon: Option<RawEndpoint>,
-    amazon: Option<RawAmazon>,
-    alibaba: Option<RawEndpoint>,
-    aliexpress: Option<RawEndpoint>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawEndpoint {
-    endpoint: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAmazon {
-    token_endpoint: Option<Spanned<String>>,
-    na: Option<Spanned<String>>,
-    eu: Option<Spanned<String>>,
-    fe: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    id: Spanned<String>,
-    marketplace: Spanned<Marketplace>,
-    name: Option<String>,
-    account: Option<Spanned<toml::Value>>,
-    region: Option<AmazonRegion>,
-    marketplaces: Option<Vec<String>>,
-    schedule: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-    channels: Option<Vec<Spanned<String>>>,
-    proxy: Option<Spanned<String>>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawChannel {
-    name: Spanned<String>,
-    kind: Spanned<ChannelKind>,
-    min_severity: Option<Severity>,
-    language: Option<Language>,
-    // Email.
-    from: Option<Spanned<String>>,
-    to: Option<Spanned<Vec<String>>>,
-    smtp_host: Option<Spanned<String>>,
-    smtp_port: Option<Spanned<u16>>,
-    smtp_tls: Option<Spanned<SmtpTls>>,
-    // Telegram.
-    chat_id: Option<Spanned<toml::Value>>,
-    // Alertmanager peers.
-    urls: Option<Spanned<Vec<Spanned<String>>>>,
-    // Base-URL override for the IM services (tests, Lark, private deployments).
-    endpoint: Option<Spanned<String>>,
-    // Routing filters.
-    stores: Option<Vec<String>>,
-    tags: Option<Vec<String>>,
-    marketplaces: Option<Vec<Marketplace>>,
-    events: Option<Vec<Spanned<String>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMaintenance {
-    name: Option<String>,
-    schedule: Option<Spanned<String>>,
-    duration: Option<Spanned<String>>,
-    start: Option<Spanned<toml::Value>>,
-    end: Option<Spanned<toml::Value>>,
-    stores: Option<Vec<String>>,
-    tags: Option<Vec<String>>,
-    marketplaces: Option<Vec<Marketplace>>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Validated types
-// ---------------------------------------------------------------------------------------------
-
-/// The validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The file this was read from.
-    pub path: PathBuf,
-    pub daemon: DaemonConfig,
-    pub defaults: Defaults,
-    pub endpoints: Endpoints,
-    pub stores: Vec<Store>,
-    pub channels: Vec<Channel>,
-    pub maintenance: Vec<Maintenance>,
-    /// Store id → position in `stores` (lookups run on every check; a config holds up to
-    /// 100,000 stores).
-    store_index: HashMap<String, usize>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DaemonConfig {
-    pub state_dir: PathBuf,
-    pub vault_dir: PathBuf,
-    /// Where the identity comes from (config, systemd credential, or next to the config).
-    pub identity: PathBuf,
-    pub listen: SocketAddr,
-    pub timezone: chrono_tz::Tz,
-    pub language: Language,
-    pub history_retention: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct Defaults {
-    pub schedule: CronSchedule,
-    pub timeout: Duration,
-    pub failure_threshold: u32,
-    pub success_threshold: u32,
-    pub remind_every: Duration,
-    /// Sorted longest first, e.g. 14d, 3d, 1d.
-    pub expiry_warning: Vec<Duration>,
-    pub password_max_age: Duration,
-    pub channels: Vec<String>,
-}
-
-/// Marketplace base URLs (overridable so tests and sandboxes can point anywhere).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Endpoints {
-    pub ozon: Url,
-    pub amazon_token: Url,
-    pub amazon_na: Url,
-    pub amazon_eu: Url,
-    pub amazon_fe: Url,
-    pub alibaba: Url,
-    pub aliexpress: Url,
-}
-
-impl Endpoints {
-    pub fn amazon_region(&self, region: AmazonRegion) -> &Url {
-        match region {
-            AmazonRegion::Na => &self.amazon_na,
-            AmazonRegion::Eu => &self.amazon_eu,
-            AmazonRegion::Fe => &self.amazon_fe,
-        }
-    }
-}
-
-impl Default for Endpoints {
-    fn default() -> Self {
-        let u = |s: &str| Url::parse(s).expect("built-in URL");
-        Endpoints {
-            ozon: u("https://api-seller.ozon.ru"),
-            amazon_token: u("https://api.amazon.com/auth/o2/token"),
-            amazon_na: u("https://sellingpartnerapi-na.amazon.com"),
-            amazon_eu: u("https://sellingpartnerapi-eu.amazon.com"),
-            amazon_fe: u("https://sellingpartnerapi-fe.amazon.com"),
-            alibaba: u("https://openapi-api.alibaba.com"),
-            aliexpress: u("https://api-sg.aliexpress.com"),
-        }
-    }
-}
-
-/// One store to watch.
-#[derive(Debug, Clone)]
-pub struct Store {
-    pub id: String,
-    pub marketplace: Marketplace,
-    pub name: String,
-    /// The expected account number (Ozon Client-Id, Alibaba/AliExpress seller id, Amazon seller id).
-    pub account: Option<String>,
-    pub region: Option<AmazonRegion>,
-    /// Expected Amazon marketplace ids.
-    pub marketplaces: Vec<String>,
-    pub schedule: CronSchedule,
-    pub timeout: Duration,
-    /// Channels this store's alerts go to (the store's own list, else the defaults).
-    pub channels: Vec<String>,
-    /// Egress proxy (http, https or socks5); its password, if any, is in the vault.
-    pub proxy: Option<Url>,
-    pub tags: Vec<String>,
-    pub enabled: bool,
-}
-
-/// How email reaches the SMTP server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    /// STARTTLS on the submission port (587), required.
-    Starttls,
-    /// Implicit TLS (465).
-    Tls,
-    /// No TLS: only to a loopback relay.
-    None,
-}
-
-/// An alert channel's non-secret settings.
-#[derive(Debug, Clone)]
-pub struct Channel {
-    pub name: String,
-    pub kind: ChannelKind,
-    pub min_severity: Severity,
-    pub language: Option<Language>,
-    pub settings: ChannelSettings,
-    /// Which alerts the channel takes (empty lists match everything).
-    pub filter: Selector,
-    /// Event kinds the channel takes: "opened", "reminder", "resolved" (empty = all).
-    pub events: Vec<String>,
-}
-
-/// Selects stores by id glob (`ozon-*`), tag or marketplace. An empty selector matches all;
-/// otherwise a store matches when every non-empty list has a match.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Selector {
-    pub stores: Vec<String>,
-    pub tags: Vec<String>,
-    pub marketplaces: Vec<Marketplace>,
-}
-
-impl Selector {
-    pub fn is_empty(&self) -> bool {
-        self.stores.is_empty() && self.tags.is_empty() && self.marketplaces.is_empty()
-    }
-
-    pub fn matches(&self, store: &Store) -> bool {
-        (self.stores.is_empty() || self.stores.iter().any(|g| glob_match(g, &store.id)))
-            && (self.tags.is_empty() || self.tags.iter().any(|t| store.tags.contains(t)))
-            && (self.marketplaces.is_empty() || self.marketplaces.contains(&store.marketplace))
-    }
-}
-
-/// `*` matches any run of characters, `?` one character; everything else literally.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-/// When a maintenance window is open.
-#[derive(Debug, Clone)]
-pub enum Window {
-    /// Opens at every firing of the cron schedule (daemon timezone) for `duration`.
-    Recurring {
-        schedule: Box<CronSchedule>,
-        duration: Duration,
-    },
-    /// Open from `start` to `end`.
-    Fixed {
-        start: chrono::DateTime<chrono::Utc>,
-        end: chrono::DateTime<chrono::Utc>,
-    },
-}
-
-/// A maintenance window: checks run and are recorded, notifications are held.
-#[derive(Debug, Clone)]
-pub struct Maintenance {
-    pub name: String,
-    pub window: Window,
-    pub selector: Selector,
-}
-
-impl Maintenance {
-    /// The end of the window open at `now`, if one is.
-    pub fn open_until(
-        &self,
-        tz: chrono_tz::Tz,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        match &self.window {
-            Window::Fixed { start, end } => (*start <= now && now < *end).then_some(*end),
-            Window::Recurring { schedule, duration } => {
-                let d = chrono::Duration::from_std(*duration).ok()?;
-                // The first firing after (now - duration) started a window still open at now.
-                let since = (now - d).with_timezone(&tz);
-                let start = schedule.next_after(&since)?.with_timezone(&chrono::Utc);
-                (start <= now).then_some(start + d)
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum ChannelSettings {
-    None,
-    Email {
-        from: String,
-        to: Vec<String>,
-        smtp_host: String,
-        smtp_port: u16,
-        tls: SmtpTls,
-    },
-    Telegram {
-        chat_id: String,
-        endpoint: Option<Url>,
-    },
-    Alertmanager {
-        urls: Vec<Url>,
-    },
-    /// DingTalk, WeCom, Feishu, Slack, webhook: the base URL override, if any.
-    Endpoint(Option<Url>),
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------------------
-
-/// No key or string in the config may hold a control character: every value ends up on a
-/// terminal, in a log line or in an alert, where an escape sequence would rewrite what the
-/// reader sees (and a CR or LF would forge a line).
-fn refuse_control_characters(text: &str, c: &mut Collector<'_>) {
-    use toml::de::{DeTable, DeValue};
-    fn table(t: &DeTable<'_>, path: &str, c: &mut Collector<'_>) {
-        for (k, v) in t {
-            let key = if path.is_empty() {
-                k.get_ref().to_string()
-            } else {
-                format!("{path}.{}", k.get_ref())
-            };
-            check(k.get_ref(), k.span(), &key, c);
-            value(v, &key, c);
-        }
-    }
-    fn value(v: &Spanned<DeValue<'_>>, path: &str, c: &mut Collector<'_>) {
-        match v.get_ref() {
-            DeValue::String(s) => check(s, v.span(), path, c),
-            DeValue::Array(a) => {
-                for (i, x) in a.iter().enumerate() {
-                    value(x, &format!("{path}[{i}]"), c);
-                }
-            }
-            DeValue::Table(t) => table(t, path, c),
-            _ => {}
-        }
-    }
-    fn check(s: &str, span: std::ops::Range<usize>, path: &str, c: &mut Collector<'_>) {
-        if let Some(ch) = s.chars().find(|ch| ch.is_control()) {
-            c.at(
-                span,
-                format!(
-                    "`{}` holds a control character ({})",
-                    crate::outcome::sanitize(path, 80),
-                    ch.escape_unicode()
-                ),
-                "remove it: names, ids and settings are plain text on one line",
-            );
-        }
-    }
-    if let Ok(doc) = DeTable::parse(text) {
-        table(doc.get_ref(), "", c);
-    }
-}
-
-/// Position in a file, 1-based.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    pub path: PathBuf,
-    pub line: usize,
-    pub col: usize,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.path.display(), self.line, self.col)
-    }
-}
-
-/// One problem in the config: where, what, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub location: Option<Location>,
-    pub message: String,
-    pub help: String,
-}
-
-impl fmt::Display for Problem {
-    /// Messages quote the config's text (and the TOML parser's excerpt of it): control
-    /// characters are shown escaped, never sent to the terminal.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::outcome::printable;
-        match &self.location {
-            Some(l) => write!(
-                f,
-                "{}: {}",
-                printable(&l.to_string()),
-                printable(&self.message)
-            )?,
-            None => f.write_str(&printable(&self.message))?,
-        }
-        if !self.help.is_empty() {
-            write!(f, "\n  help: {}", printable(&self.help))?;
-        }
-        Ok(())
-    }
-}
-
-/// Every problem found in a config file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl ConfigError {
-    fn one(
-        location: Option<Location>,
-        message: impl Into<String>,
-        help: impl Into<String>,
-    ) -> Self {
-        ConfigError {
-            problems: vec![Problem {
-                location,
-                message: message.into(),
-                help: help.into(),
-            }],
-        }
-    }
-}
-
-/// Converts byte offsets to line/column for one source text.
-struct Source<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Source<'_> {
-    fn locate(&self, offset: usize) -> Location {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
-        Location {
-            path: self.path.to_path_buf(),
-            line,
-            col,
-        }
-    }
-}
-
-struct Collector<'a> {
-    src: Source<'a>,
-    problems: Vec<Problem>,
-}
-
-impl Collector<'_> {
-    fn at(
-        &mut self,
-        span: std::ops::Range<usize>,
-        message: impl Into<String>,
-        help: impl Into<String>,
-    ) {
-        let location = Some(self.src.locate(span.start));
-        self.problems.push(Problem {
-            location,
-            message: message.into(),
-            help: help.into(),
-        });
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Loading
-// ---------------------------------------------------------------------------------------------
-
-/// Picks the config path: `--config`, else `$STOREGUARD_CONFIG`, else the default.
-pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
-    if let Some(p) = flag {
-        return p.to_path_buf();
-    }
-    match std::env::var_os("STOREGUARD_CONFIG") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
-    }
-}
-
-impl Config {
-    /// Reads and validates the config file at `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let meta = std::fs::metadata(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                ConfigError::one(
-                    None,
-                    format!("{}: config file not found", path.display()),
-                    format!(
-                        "create one with `storeguard init --config {}`, or point --config / \
-                         $STOREGUARD_CONFIG at an existing file",
-                        path.display()
-                    ),
-                )
-            } else {
-                ConfigError::one(
-                    None,
-                    format!("{}: cannot read the config file: {e}", path.display()),
-                    "check that the file exists and that this user may read it",
-                )
-            }
-        })?;
-        if meta.is_dir() {
-            return Err(ConfigError::one(
-                None,
-                format!("{}: is a directory, not a config file", path.display()),
-                "point --config at the storeguard.toml file itself",
-            ));
-        }
-        if meta.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::one(
-                None,
-                format!("{}: config file is larger than 32 MiB", path.display()),
-                "this is not a storeguard config; point --config at the right file",
-            ));
-        }
-        let bytes = std::fs::read(path).map_err(|e| {
-            ConfigError::one(
-                None,
-                format!("{}: cannot read the config file: {e}", path.display()),
-                "check that this user may read it",
-            )
-        })?;
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                let valid = e.utf8_error().valid_up_to();
-                let partial = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
-                let loc = Source {
-                    path,
-                    text: &partial,
-                }
-                .locate(valid);
-                return Err(ConfigError::one(
-                    Some(loc),
-                    "the config file is not valid UTF-8",
-                    "save it as UTF-8 (names in Chinese are fine, the encoding must be UTF-8)",
-                ));
-            }
-        };
-        Config::from_toml(path, &text)
-    }
-
-    /// Validates config text; `path` is used for messages and to resolve relative paths.
-    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        // A UTF-8 byte-order mark (Windows editors) is harmless: skip it. CRLF is valid TOML.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let src = Source { path, text };
-        if text.trim().is_empty() {
-            return Err(ConfigError::one(
-                Some(src.locate(0)),
-                "the config file is empty",
-                "start from config/storeguard.example.toml, or run `storeguard init` to write one",
-            ));
-        }
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let loc = e.span().map(|s| src.locate(s.start));
-            ConfigError::one(loc, toml_message(&e), toml_help(&e))
-        })?;
-        let mut c = Collector {
-            src,
-            problems: Vec::new(),
-        };
-        refuse_control_characters(text, &mut c);
-        let config = validate(raw, &mut c);
-        if c.problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError {
-                problems: c.problems,
-            })
-        }
-    }
-
-    pub fn store(&self, id: &str) -> Option<&Store> {
-        match self.store_index.get(id).and_then(|&i| self.stores.get(i)) {
-            Some(s) if s.id == id => Some(s),
-            // `stores` was changed after validation: look it up the slow way.
-            _ => self.stores.iter().find(|s| s.id == id),
-        }
-    }
-
-    /// The position of store `id` in `stores`.
-    pub fn store_position(&self, id: &str) -> Option<usize> {
-        match self.store_index.get(id) {
-            Some(&i) if self.stores.get(i).is_some_and(|s| s.id == id) => Some(i),
-            _ => self.stores.iter().position(|s| s.id == id),
-        }
-    }
-
-    pub fn channel(&self, name: &str) -> Option<&Channel> {
-        self.channels.iter().find(|c| c.name == name)
-    }
-
-    /// The endpoint a store's probe talks to first.
-    pub fn base_url(&self, store: &Store) -> &Url {
-        match store.marketplace {
-            Marketplace::Ozon => &self.endpoints.ozon,
-            Marketplace::Amazon => self
-                .endpoints
-                .amazon_region(store.region.unwrap_or(AmazonRegion::Na)),
-            Marketplace::Alibaba => &self.endpoints.alibaba,
-            Marketplace::Aliexpress => &self.endpoints.aliexpress,
-        }
-    }
-}
+use super::*;
 
 /// The toml error's own sentence, without the quoted source line (which could hold a value).
-fn toml_message(e: &toml::de::Error) -> String {
+pub(super) fn toml_message(e: &toml::de::Error) -> String {
     let mut m = e.message().trim().replace('\n', " ");
     // "invalid type: string \"…\", expected u32": drop the quoted value, say the type in words.
     if m.starts_with("invalid type") || m.starts_with("invalid value") {
@@ -734,7 +33,7 @@ fn toml_message(e: &toml::de::Error) -> String {
     }
 }
 
-fn toml_help(e: &toml::de::Error) -> String {
+pub(super) fn toml_help(e: &toml::de::Error) -> String {
     let m = e.message();
     if m.starts_with("unknown field") {
         "remove it or fix its spelling; config/storeguard.example.toml lists every option".into()
@@ -751,7 +50,7 @@ fn toml_help(e: &toml::de::Error) -> String {
     }
 }
 
-fn relative_to(config_path: &Path, p: &str) -> PathBuf {
+pub(super) fn relative_to(config_path: &Path, p: &str) -> PathBuf {
     let p = PathBuf::from(p);
     if p.is_absolute() {
         p
@@ -763,7 +62,7 @@ fn relative_to(config_path: &Path, p: &str) -> PathBuf {
     }
 }
 
-fn is_loopback_host(url: &Url) -> bool {
+pub(super) fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -809,14 +108,14 @@ pub fn check_endpoint(text: &str) -> Result<Url, (String, String)> {
     Ok(url)
 }
 
-fn is_valid_id(id: &str) -> bool {
+pub(super) fn is_valid_id(id: &str) -> bool {
     let mut chars = id.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
         && id.len() <= 64
 }
 
-fn duration_field(
+pub(super) fn duration_field(
     c: &mut Collector<'_>,
     v: Option<&Spanned<String>>,
     default: Duration,
@@ -841,7 +140,7 @@ fn duration_field(
     }
 }
 
-fn schedule_field(c: &mut Collector<'_>, v: &Spanned<String>) -> Option<CronSchedule> {
+pub(super) fn schedule_field(c: &mut Collector<'_>, v: &Spanned<String>) -> Option<CronSchedule> {
     match CronSchedule::parse(v.get_ref()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -855,7 +154,11 @@ fn schedule_field(c: &mut Collector<'_>, v: &Spanned<String>) -> Option<CronSche
     }
 }
 
-fn endpoint_field(c: &mut Collector<'_>, v: Option<&Spanned<String>>, default: &Url) -> Url {
+pub(super) fn endpoint_field(
+    c: &mut Collector<'_>,
+    v: Option<&Spanned<String>>,
+    default: &Url,
+) -> Url {
     match v {
         None => default.clone(),
         Some(v) => match check_endpoint(v.get_ref()) {
@@ -868,7 +171,7 @@ fn endpoint_field(c: &mut Collector<'_>, v: Option<&Spanned<String>>, default: &
     }
 }
 
-fn scalar_string(v: &toml::Value) -> Option<String> {
+pub(super) fn scalar_string(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::String(s) => Some(s.trim().to_string()),
         toml::Value::Integer(i) => Some(i.to_string()),
@@ -876,7 +179,7 @@ fn scalar_string(v: &toml::Value) -> Option<String> {
     }
 }
 
-fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
+pub(super) fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
     let path = c.src.path.to_path_buf();
     let d = &raw.daemon;
 
@@ -1361,7 +664,7 @@ fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
     }
 }
 
-fn validate_channel(
+pub(super) fn validate_channel(
     c: &mut Collector<'_>,
     ch: RawChannel,
     span: std::ops::Range<usize>,
@@ -1593,172 +896,4 @@ fn validate_channel(
         },
         events,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(Path::new("/etc/storeguard/storeguard.toml"), text)
-    }
-
-    fn first(text: &str) -> Problem {
-        load(text).unwrap_err().problems.remove(0)
-    }
-
-    const OZON: &str = "[[store]]\nid = \"ozon-main\"\nmarketplace = \"ozon\"\naccount = \"123\"\n";
-
-    #[test]
-    fn store_lookup_by_id_survives_edits_of_the_list() {
-        let mut text = String::new();
-        for i in 0..50 {
-            text.push_str(&format!(
-                "[[store]]\nid = \"s{i}\"\nmarketplace = \"ozon\"\naccount = \"{i}\"\nschedule = \"*/15 * * * *\"\n"
-            ));
-        }
-        let mut c = load(&text).unwrap();
-        assert_eq!(c.store("s37").unwrap().account.as_deref(), Some("37"));
-        assert_eq!(c.store_position("s37"), Some(37));
-        assert!(c.store("s50").is_none());
-        // Stores that spell out the same schedule share one parse, with its interval.
-        assert_eq!(
-            c.stores[3].schedule.min_interval(),
-            Duration::from_secs(900)
-        );
-        // A caller that edits the list still finds stores (the index is only a shortcut).
-        c.stores.remove(0);
-        assert_eq!(c.store("s37").unwrap().id, "s37");
-        assert_eq!(c.store_position("s37"), Some(36));
-        assert!(c.store("s0").is_none());
-    }
-
-    #[test]
-    fn minimal_config_gets_defaults() {
-        let c = load(OZON).unwrap();
-        assert_eq!(c.stores.len(), 1);
-        assert_eq!(c.stores[0].name, "ozon-main");
-        assert_eq!(c.defaults.failure_threshold, 3);
-        assert_eq!(c.daemon.vault_dir, PathBuf::from("/etc/storeguard/vault"));
-        assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:9464");
-        assert_eq!(
-            c.defaults.expiry_warning[0],
-            Duration::from_secs(14 * 86_400)
-        );
-    }
-
-    #[test]
-    fn unknown_key_points_at_it() {
-        let p = first("[defaults]\nshedule = \"* * * * *\"\n");
-        assert_eq!(p.location.as_ref().unwrap().line, 2);
-        assert_eq!(p.location.as_ref().unwrap().col, 1);
-        assert!(
-            p.message.starts_with("unknown field `shedule`"),
-            "{}",
-            p.message
-        );
-    }
-
-    #[test]
-    fn amazon_schedule_tighter_than_five_minutes_is_refused() {
-        let p = first(
-            "[[store]]\nid = \"amz\"\nmarketplace = \"amazon\"\nregion = \"na\"\nschedule = \"*/2 * * * *\"\n",
-        );
-        assert!(p.message.contains("at most every 5m"), "{}", p.message);
-        assert_eq!(p.location.unwrap().line, 5);
-    }
-
-    #[test]
-    fn fast_schedules_are_allowed_against_loopback_fakes() {
-        let text = "[marketplace.amazon]\ntoken_endpoint = \"http://127.0.0.1:1/auth/o2/token\"\nna = \"http://127.0.0.1:2\"\n\
-                    [[store]]\nid = \"amz\"\nmarketplace = \"amazon\"\nregion = \"na\"\nschedule = \"*/2 * * * * *\"\n";
-        assert!(load(text).is_ok());
-    }
-
-    #[test]
-    fn amazon_without_region() {
-        let p = first("[[store]]\nid = \"amz\"\nmarketplace = \"amazon\"\n");
-        assert!(p.message.contains("has no `region`"));
-    }
-
-    #[test]
-    fn duplicate_ids_and_unknown_channels_all_reported() {
-        let e = load(&format!("{OZON}{OZON}channels = [\"nope\"]\n")).unwrap_err();
-        assert_eq!(e.problems.len(), 2, "{e}");
-        assert!(e.problems[0].message.contains("duplicate store id"));
-        assert!(e.problems[1].message.contains("unknown channel `nope`"));
-    }
-
-    #[test]
-    fn plain_http_only_to_loopback() {
-        assert!(load("[marketplace.ozon]\nendpoint = \"http://127.0.0.1:8080\"\n").is_ok());
-        assert!(load("[marketplace.ozon]\nendpoint = \"http://[::1]:8080\"\n").is_ok());
-        let p = first("[marketplace.ozon]\nendpoint = \"http://api-seller.ozon.ru\"\n");
-        assert!(p.message.contains("not loopback"));
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("ozon-*", "ozon-main"));
-        assert!(glob_match("*", "x"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(glob_match("*-main", "ozon-main"));
-        assert!(!glob_match("ozon-*", "amazon-us"));
-        assert!(!glob_match("a?c", "ac"));
-    }
-
-    #[test]
-    fn maintenance_windows() {
-        use chrono::TimeZone;
-        let c = load(&format!(
-            "{OZON}[[maintenance]]\nname = \"weekly\"\nschedule = \"0 3 * * *\"\nduration = \"2h\"\nstores = [\"ozon-*\"]\n\
-             [[maintenance]]\nstart = 2026-12-01T00:00:00Z\nend = \"2026-12-02T00:00:00Z\"\n"
-        ))
-        .unwrap();
-        let tz = chrono_tz::UTC;
-        let at = |h: u32, m: u32| chrono::Utc.with_ymd_and_hms(2026, 11, 3, h, m, 0).unwrap();
-        let weekly = &c.maintenance[0];
-        assert_eq!(weekly.open_until(tz, at(2, 59)), None);
-        assert_eq!(weekly.open_until(tz, at(3, 0)), Some(at(5, 0)));
-        assert_eq!(weekly.open_until(tz, at(4, 30)), Some(at(5, 0)));
-        assert_eq!(weekly.open_until(tz, at(5, 0)), None);
-        assert!(weekly.selector.matches(&c.stores[0]));
-        let fixed = &c.maintenance[1];
-        let d1 = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
-        assert!(fixed.open_until(tz, d1).is_some());
-        let p = first(&format!(
-            "{OZON}[[maintenance]]\nschedule = \"0 3 * * *\"\n"
-        ));
-        assert!(p.message.contains("either `schedule` and `duration`"));
-    }
-
-    #[test]
-    fn bom_and_crlf_are_accepted() {
-        let text = format!("\u{feff}{}", OZON.replace('\n', "\r\n"));
-        assert!(load(&text).is_ok());
-    }
-
-    #[test]
-    fn empty_file_is_an_error() {
-        assert!(first("  \n").message.contains("empty"));
-    }
-
-    #[test]
-    fn relative_paths_follow_the_config_file() {
-        let c = Config::from_toml(
-            Path::new("/srv/sg/storeguard.toml"),
-            "[daemon]\nstate_dir = \"state\"\nidentity = \"id.txt\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.daemon.state_dir, PathBuf::from("/srv/sg/state"));
-        assert_eq!(c.daemon.identity, PathBuf::from("/srv/sg/id.txt"));
-    }
-
-    #[test]
-    fn channel_settings_are_checked_per_kind() {
-        let p = first("[[channel]]\nname = \"tg\"\nkind = \"telegram\"\n");
-        assert!(p.message.contains("has no `chat_id`"));
-        let p = first("[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nchat_id = 5\n");
-        assert!(p.message.contains("applies only to telegram"));
-    }
 }

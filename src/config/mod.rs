@@ -1,0 +1,415 @@
+//! `storeguard.toml`: the strict raw schema and the validated [`Config`] everything else uses.
+//!
+//! The raw types mirror the file one to one and refuse unknown keys. [`Config::from_toml`]
+//! turns them into validated types once: cron strings parsed, durations parsed, references
+//! between stores and channels resolved, endpoints checked. Every problem is reported with
+//! `file:line:col` and a sentence that says what to do; all problems are collected, not just the
+//! first. No secret belongs in this file, and no error message quotes a source line.
+
+use crate::model::{AmazonRegion, ChannelKind, Language, Marketplace, Severity};
+use crate::schedule::CronSchedule;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+use url::Url;
+
+mod error;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use error::*;
+pub use error::{ConfigError, Location, Problem};
+use raw::*;
+pub use validate::check_endpoint;
+use validate::*;
+
+/// Where the config lives when neither `--config` nor `$STOREGUARD_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/storeguard/storeguard.toml";
+/// Largest config file we read; a real one is a few hundred KiB for thousands of stores.
+const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Validated types
+// ---------------------------------------------------------------------------------------------
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub defaults: Defaults,
+    pub endpoints: Endpoints,
+    pub stores: Vec<Store>,
+    pub channels: Vec<Channel>,
+    pub maintenance: Vec<Maintenance>,
+    /// Store id → position in `stores` (lookups run on every check; a config holds up to
+    /// 100,000 stores).
+    store_index: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub vault_dir: PathBuf,
+    /// Where the identity comes from (config, systemd credential, or next to the config).
+    pub identity: PathBuf,
+    pub listen: SocketAddr,
+    pub timezone: chrono_tz::Tz,
+    pub language: Language,
+    pub history_retention: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub schedule: CronSchedule,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub remind_every: Duration,
+    /// Sorted longest first, e.g. 14d, 3d, 1d.
+    pub expiry_warning: Vec<Duration>,
+    pub password_max_age: Duration,
+    pub channels: Vec<String>,
+}
+
+/// Marketplace base URLs (overridable so tests and sandboxes can point anywhere).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoints {
+    pub ozon: Url,
+    pub amazon_token: Url,
+    pub amazon_na: Url,
+    pub amazon_eu: Url,
+    pub amazon_fe: Url,
+    pub alibaba: Url,
+    pub aliexpress: Url,
+}
+
+impl Endpoints {
+    pub fn amazon_region(&self, region: AmazonRegion) -> &Url {
+        match region {
+            AmazonRegion::Na => &self.amazon_na,
+            AmazonRegion::Eu => &self.amazon_eu,
+            AmazonRegion::Fe => &self.amazon_fe,
+        }
+    }
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        let u = |s: &str| Url::parse(s).expect("built-in URL");
+        Endpoints {
+            ozon: u("https://api-seller.ozon.ru"),
+            amazon_token: u("https://api.amazon.com/auth/o2/token"),
+            amazon_na: u("https://sellingpartnerapi-na.amazon.com"),
+            amazon_eu: u("https://sellingpartnerapi-eu.amazon.com"),
+            amazon_fe: u("https://sellingpartnerapi-fe.amazon.com"),
+            alibaba: u("https://openapi-api.alibaba.com"),
+            aliexpress: u("https://api-sg.aliexpress.com"),
+        }
+    }
+}
+
+/// One store to watch.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub id: String,
+    pub marketplace: Marketplace,
+    pub name: String,
+    /// The expected account number (Ozon Client-Id, Alibaba/AliExpress seller id, Amazon seller id).
+    pub account: Option<String>,
+    pub region: Option<AmazonRegion>,
+    /// Expected Amazon marketplace ids.
+    pub marketplaces: Vec<String>,
+    pub schedule: CronSchedule,
+    pub timeout: Duration,
+    /// Channels this store's alerts go to (the store's own list, else the defaults).
+    pub channels: Vec<String>,
+    /// Egress proxy (http, https or socks5); its password, if any, is in the vault.
+    pub proxy: Option<Url>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+}
+
+/// How email reaches the SMTP server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS on the submission port (587), required.
+    Starttls,
+    /// Implicit TLS (465).
+    Tls,
+    /// No TLS: only to a loopback relay.
+    None,
+}
+
+/// An alert channel's non-secret settings.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub min_severity: Severity,
+    pub language: Option<Language>,
+    pub settings: ChannelSettings,
+    /// Which alerts the channel takes (empty lists match everything).
+    pub filter: Selector,
+    /// Event kinds the channel takes: "opened", "reminder", "resolved" (empty = all).
+    pub events: Vec<String>,
+}
+
+/// Selects stores by id glob (`ozon-*`), tag or marketplace. An empty selector matches all;
+/// otherwise a store matches when every non-empty list has a match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selector {
+    pub stores: Vec<String>,
+    pub tags: Vec<String>,
+    pub marketplaces: Vec<Marketplace>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.stores.is_empty() && self.tags.is_empty() && self.marketplaces.is_empty()
+    }
+
+    pub fn matches(&self, store: &Store) -> bool {
+        (self.stores.is_empty() || self.stores.iter().any(|g| glob_match(g, &store.id)))
+            && (self.tags.is_empty() || self.tags.iter().any(|t| store.tags.contains(t)))
+            && (self.marketplaces.is_empty() || self.marketplaces.contains(&store.marketplace))
+    }
+}
+
+/// `*` matches any run of characters, `?` one character; everything else literally.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// When a maintenance window is open.
+#[derive(Debug, Clone)]
+pub enum Window {
+    /// Opens at every firing of the cron schedule (daemon timezone) for `duration`.
+    Recurring {
+        schedule: Box<CronSchedule>,
+        duration: Duration,
+    },
+    /// Open from `start` to `end`.
+    Fixed {
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// A maintenance window: checks run and are recorded, notifications are held.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    pub name: String,
+    pub window: Window,
+    pub selector: Selector,
+}
+
+impl Maintenance {
+    /// The end of the window open at `now`, if one is.
+    pub fn open_until(
+        &self,
+        tz: chrono_tz::Tz,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        match &self.window {
+            Window::Fixed { start, end } => (*start <= now && now < *end).then_some(*end),
+            Window::Recurring { schedule, duration } => {
+                let d = chrono::Duration::from_std(*duration).ok()?;
+                // The first firing after (now - duration) started a window still open at now.
+                let since = (now - d).with_timezone(&tz);
+                let start = schedule.next_after(&since)?.with_timezone(&chrono::Utc);
+                (start <= now).then_some(start + d)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ChannelSettings {
+    None,
+    Email {
+        from: String,
+        to: Vec<String>,
+        smtp_host: String,
+        smtp_port: u16,
+        tls: SmtpTls,
+    },
+    Telegram {
+        chat_id: String,
+        endpoint: Option<Url>,
+    },
+    Alertmanager {
+        urls: Vec<Url>,
+    },
+    /// DingTalk, WeCom, Feishu, Slack, webhook: the base URL override, if any.
+    Endpoint(Option<Url>),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/// Picks the config path: `--config`, else `$STOREGUARD_CONFIG`, else the default.
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("STOREGUARD_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::one(
+                    None,
+                    format!("{}: config file not found", path.display()),
+                    format!(
+                        "create one with `storeguard init --config {}`, or point --config / \
+                         $STOREGUARD_CONFIG at an existing file",
+                        path.display()
+                    ),
+                )
+            } else {
+                ConfigError::one(
+                    None,
+                    format!("{}: cannot read the config file: {e}", path.display()),
+                    "check that the file exists and that this user may read it",
+                )
+            }
+        })?;
+        if meta.is_dir() {
+            return Err(ConfigError::one(
+                None,
+                format!("{}: is a directory, not a config file", path.display()),
+                "point --config at the storeguard.toml file itself",
+            ));
+        }
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::one(
+                None,
+                format!("{}: config file is larger than 32 MiB", path.display()),
+                "this is not a storeguard config; point --config at the right file",
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            ConfigError::one(
+                None,
+                format!("{}: cannot read the config file: {e}", path.display()),
+                "check that this user may read it",
+            )
+        })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let partial = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+                let loc = Source {
+                    path,
+                    text: &partial,
+                }
+                .locate(valid);
+                return Err(ConfigError::one(
+                    Some(loc),
+                    "the config file is not valid UTF-8",
+                    "save it as UTF-8 (names in Chinese are fine, the encoding must be UTF-8)",
+                ));
+            }
+        };
+        Config::from_toml(path, &text)
+    }
+
+    /// Validates config text; `path` is used for messages and to resolve relative paths.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        // A UTF-8 byte-order mark (Windows editors) is harmless: skip it. CRLF is valid TOML.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let src = Source { path, text };
+        if text.trim().is_empty() {
+            return Err(ConfigError::one(
+                Some(src.locate(0)),
+                "the config file is empty",
+                "start from config/storeguard.example.toml, or run `storeguard init` to write one",
+            ));
+        }
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let loc = e.span().map(|s| src.locate(s.start));
+            ConfigError::one(loc, toml_message(&e), toml_help(&e))
+        })?;
+        let mut c = Collector {
+            src,
+            problems: Vec::new(),
+        };
+        refuse_control_characters(text, &mut c);
+        let config = validate(raw, &mut c);
+        if c.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                problems: c.problems,
+            })
+        }
+    }
+
+    pub fn store(&self, id: &str) -> Option<&Store> {
+        match self.store_index.get(id).and_then(|&i| self.stores.get(i)) {
+            Some(s) if s.id == id => Some(s),
+            // `stores` was changed after validation: look it up the slow way.
+            _ => self.stores.iter().find(|s| s.id == id),
+        }
+    }
+
+    /// The position of store `id` in `stores`.
+    pub fn store_position(&self, id: &str) -> Option<usize> {
+        match self.store_index.get(id) {
+            Some(&i) if self.stores.get(i).is_some_and(|s| s.id == id) => Some(i),
+            _ => self.stores.iter().position(|s| s.id == id),
+        }
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// The endpoint a store's probe talks to first.
+    pub fn base_url(&self, store: &Store) -> &Url {
+        match store.marketplace {
+            Marketplace::Ozon => &self.endpoints.ozon,
+            Marketplace::Amazon => self
+                .endpoints
+                .amazon_region(store.region.unwrap_or(AmazonRegion::Na)),
+            Marketplace::Alibaba => &self.endpoints.alibaba,
+            Marketplace::Aliexpress => &self.endpoints.aliexpress,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+use super::*;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(Path::new("/etc/storeguard/storeguard.toml"), text)
+}
+
+fn first(text: &str) -> Problem {
+    load(text).unwrap_err().problems.remove(0)
+}
+
+const OZON: &str = "[[store]]\nid = \"ozon-main\"\nmarketplace = \"ozon\"\naccount = \"123\"\n";
+
+#[test]
+fn store_lookup_by_id_survives_edits_of_the_list() {
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&format!(
+            "[[store]]\nid = \"s{i}\"\nmarketplace = \"ozon\"\naccount = \"{i}\"\nschedule = \"*/15 * * * *\"\n"
+        ));
+    }
+    let mut c = load(&text).unwrap();
+    assert_eq!(c.store("s37").unwrap().account.as_deref(), Some("37"));
+    assert_eq!(c.store_position("s37"), Some(37));
+    assert!(c.store("s50").is_none());
+    // Stores that spell out the same schedule share one parse, with its interval.
+    assert_eq!(
+        c.stores[3].schedule.min_interval(),
+        Duration::from_secs(900)
+    );
+    // A caller that edits the list still finds stores (the index is only a shortcut).
+    c.stores.remove(0);
+    assert_eq!(c.store("s37").unwrap().id, "s37");
+    assert_eq!(c.store_position("s37"), Some(36));
+    assert!(c.store("s0").is_none());
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = load(OZON).unwrap();
+    assert_eq!(c.stores.len(), 1);
+    assert_eq!(c.stores[0].name, "ozon-main");
+    assert_eq!(c.defaults.failure_threshold, 3);
+    assert_eq!(c.daemon.vault_dir, PathBuf::from("/etc/storeguard/vault"));
+    assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:9464");
+    assert_eq!(
+        c.defaults.expiry_warning[0],
+        Duration::from_secs(14 * 86_400)
+    );
+}
+
+#[test]
+fn unknown_key_points_at_it() {
+    let p = first("[defaults]\nshedule = \"* * * * *\"\n");
+    assert_eq!(p.location.as_ref().unwrap().line, 2);
+    assert_eq!(p.location.as_ref().unwrap().col, 1);
+    assert!(
+        p.message.starts_with("unknown field `shedule`"),
+        "{}",
+        p.message
+    );
+}
+
+#[test]
+fn amazon_schedule_tighter_than_five_minutes_is_refused() {
+    let p = first(
+        "[[store]]\nid = \"amz\"\nmarketplace = \"amazon\"\nregion = \"na\"\nschedule = \"*/2 * * * *\"\n",
+    );
+    assert!(p.message.contains("at most every 5m"), "{}", p.message);
+    assert_eq!(p.location.unwrap().line, 5);
+}
+
+#[test]
+fn fast_schedules_are_allowed_against_loopback_fakes() {
+    let text = "[marketplace.amazon]\ntoken_endpoint = \"http://127.0.0.1:1/auth/o2/token\"\nna = \"http://127.0.0.1:2\"\n\
+                [[store]]\nid = \"amz\"\nmarketplace = \"amazon\"\nregion = \"na\"\nschedule = \"*/2 * * * * *\"\n";
+    assert!(load(text).is_ok());
+}
+
+#[test]
+fn amazon_without_region() {
+    let p = first("[[store]]\nid = \"amz\"\nmarketplace = \"amazon\"\n");
+    assert!(p.message.contains("has no `region`"));
+}
+
+#[test]
+fn duplicate_ids_and_unknown_channels_all_reported() {
+    let e = load(&format!("{OZON}{OZON}channels = [\"nope\"]\n")).unwrap_err();
+    assert_eq!(e.problems.len(), 2, "{e}");
+    assert!(e.problems[0].message.contains("duplicate store id"));
+    assert!(e.problems[1].message.contains("unknown channel `nope`"));
+}
+
+#[test]
+fn plain_http_only_to_loopback() {
+    assert!(load("[marketplace.ozon]\nendpoint = \"http://127.0.0.1:8080\"\n").is_ok());
+    assert!(load("[marketplace.ozon]\nendpoint = \"http://[::1]:8080\"\n").is_ok());
+    let p = first("[marketplace.ozon]\nendpoint = \"http://api-seller.ozon.ru\"\n");
+    assert!(p.message.contains("not loopback"));
+}
+
+#[test]
+fn globs() {
+    assert!(glob_match("ozon-*", "ozon-main"));
+    assert!(glob_match("*", "x"));
+    assert!(glob_match("a?c", "abc"));
+    assert!(glob_match("*-main", "ozon-main"));
+    assert!(!glob_match("ozon-*", "amazon-us"));
+    assert!(!glob_match("a?c", "ac"));
+}
+
+#[test]
+fn maintenance_windows() {
+    use chrono::TimeZone;
+    let c = load(&format!(
+        "{OZON}[[maintenance]]\nname = \"weekly\"\nschedule = \"0 3 * * *\"\nduration = \"2h\"\nstores = [\"ozon-*\"]\n\
+         [[maintenance]]\nstart = 2026-12-01T00:00:00Z\nend = \"2026-12-02T00:00:00Z\"\n"
+    ))
+    .unwrap();
+    let tz = chrono_tz::UTC;
+    let at = |h: u32, m: u32| chrono::Utc.with_ymd_and_hms(2026, 11, 3, h, m, 0).unwrap();
+    let weekly = &c.maintenance[0];
+    assert_eq!(weekly.open_until(tz, at(2, 59)), None);
+    assert_eq!(weekly.open_until(tz, at(3, 0)), Some(at(5, 0)));
+    assert_eq!(weekly.open_until(tz, at(4, 30)), Some(at(5, 0)));
+    assert_eq!(weekly.open_until(tz, at(5, 0)), None);
+    assert!(weekly.selector.matches(&c.stores[0]));
+    let fixed = &c.maintenance[1];
+    let d1 = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+    assert!(fixed.open_until(tz, d1).is_some());
+    let p = first(&format!(
+        "{OZON}[[maintenance]]\nschedule = \"0 3 * * *\"\n"
+    ));
+    assert!(p.message.contains("either `schedule` and `duration`"));
+}
+
+#[test]
+fn bom_and_crlf_are_accepted() {
+    let text = format!("\u{feff}{}", OZON.replace('\n', "\r\n"));
+    assert!(load(&text).is_ok());
+}
+
+#[test]
+fn empty_file_is_an_error() {
+    assert!(first("  \n").message.contains("empty"));
+}
+
+#[test]
+fn relative_paths_follow_the_config_file() {
+    let c = Config::from_toml(
+        Path::new("/srv/sg/storeguard.toml"),
+        "[daemon]\nstate_dir = \"state\"\nidentity = \"id.txt\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.daemon.state_dir, PathBuf::from("/srv/sg/state"));
+    assert_eq!(c.daemon.identity, PathBuf::from("/srv/sg/id.txt"));
+}
+
+#[test]
+fn channel_settings_are_checked_per_kind() {
+    let p = first("[[channel]]\nname = \"tg\"\nkind = \"telegram\"\n");
+    assert!(p.message.contains("has no `chat_id`"));
+    let p = first("[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nchat_id = 5\n");
+    assert!(p.message.contains("applies only to telegram"));
+}
