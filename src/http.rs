@@ -31,18 +31,29 @@ pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
         .pool_idle_timeout(Duration::from_secs(90))
 }
 
+/// Whether `host` (a name, an IPv4 address, or an IPv6 one with or without brackets) is
+/// `localhost` or a loopback address. The one rule for "plain text is allowed here": http
+/// endpoints, plain SMTP.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `url`'s host is loopback ([`is_loopback_host`]).
+pub fn is_loopback_url(url: &Url) -> bool {
+    url.host_str().is_some_and(is_loopback_host)
+}
+
 /// Refuses plain http to anything but loopback.
 pub fn check_url(url: &Url) -> Result<(), HttpError> {
     match url.scheme() {
         "https" => Ok(()),
         "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            if loopback {
+            if is_loopback_url(url) {
                 Ok(())
             } else {
                 Err(HttpError::InsecureUrl)
@@ -130,6 +141,34 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_loopback_rule_for_names_and_urls() {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.8.9.10",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "example.com",
+            "10.0.0.1",
+            "[::2]",
+            "localhost.example.com",
+            "",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+        assert!(is_loopback_url(&Url::parse("http://[::1]:8080/").unwrap()));
+        assert!(is_loopback_url(&Url::parse("http://127.1/").unwrap()));
+        assert!(!is_loopback_url(
+            &Url::parse("http://127.0.0.1.example.com/").unwrap()
+        ));
+    }
 
     #[test]
     fn plain_http_only_to_loopback() {

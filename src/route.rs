@@ -38,7 +38,7 @@ pub fn channels_for(config: &Config, event: &AlertEvent) -> Vec<String> {
             if event.severity < c.min_severity {
                 return false;
             }
-            if !c.events.is_empty() && !c.events.iter().any(|e| e == event.event.as_str()) {
+            if !c.events.is_empty() && !c.events.contains(&event.event) {
                 return false;
             }
             if c.filter.is_empty() {

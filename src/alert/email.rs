@@ -13,7 +13,6 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
-use std::net::IpAddr;
 use std::time::Duration;
 
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -30,12 +29,7 @@ pub struct Email {
 
 /// Whether `host` is a loopback address or `localhost` (plain SMTP is allowed only there).
 pub fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    crate::http::is_loopback_host(host)
 }
 
 impl Email {

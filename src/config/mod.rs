@@ -11,7 +11,7 @@ use crate::schedule::CronSchedule;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -160,7 +160,7 @@ pub struct Channel {
     /// Which alerts the channel takes (empty lists match everything).
     pub filter: Selector,
     /// Event kinds the channel takes: "opened", "reminder", "resolved" (empty = all).
-    pub events: Vec<String>,
+    pub events: Vec<crate::event::EventKind>,
 }
 
 /// Selects stores by id glob (`ozon-*`), tag or marketplace. An empty selector matches all;

@@ -63,12 +63,7 @@ pub(super) fn relative_to(config_path: &Path, p: &str) -> PathBuf {
 }
 
 pub(super) fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
+    crate::http::is_loopback_url(url)
 }
 
 /// Parses an endpoint URL: https anywhere, plain http only to loopback.
@@ -802,8 +797,7 @@ pub(super) fn validate_channel(
                 .as_ref()
                 .map_or(SmtpTls::Starttls, |t| *t.get_ref());
             if let (Some(h), Some(t)) = (&host, &ch.smtp_tls) {
-                let loopback =
-                    h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                let loopback = crate::http::is_loopback_host(h);
                 if *t.get_ref() == SmtpTls::None && !loopback {
                     c.at(
                         t.span(),
@@ -872,12 +866,15 @@ pub(super) fn validate_channel(
     };
     let mut events = Vec::new();
     for e in ch.events.iter().flatten() {
-        if matches!(e.get_ref().as_str(), "opened" | "reminder" | "resolved") {
-            events.push(e.get_ref().clone());
+        if let Some(kind) = crate::event::EventKind::parse(e.get_ref()) {
+            events.push(kind);
         } else {
             c.at(
                 e.span(),
-                format!("channel `{name}`: unknown event `{}`", e.get_ref()),
+                format!(
+                    "channel `{name}`: unknown event `{}`",
+                    crate::outcome::sanitize(e.get_ref(), 40)
+                ),
                 "use \"opened\", \"reminder\" or \"resolved\"",
             );
             ok = false;
