@@ -168,7 +168,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
                     shared.check_now(id);
                 }
                 notify_ready(&shared);
-                tokio::spawn(watchdog(shared));
+                shared.tasks.spawn(watchdog(shared.clone()));
             },
         )
         .await

@@ -199,7 +199,7 @@ pub(super) fn fault_alert(
     let channels = crate::route::channels_for(&live.config, &event);
     let sender = live.sender.clone();
     let clock = shared.clock.clone();
-    tokio::spawn(async move {
+    shared.tasks.spawn(async move {
         for channel in channels {
             for _ in 0..3 {
                 match sender.send(&channel, &event, clock.now()).await {

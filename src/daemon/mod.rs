@@ -205,6 +205,10 @@ pub struct Shared {
     in_flight: Mutex<HashSet<String>>,
     /// Unix ms of the scheduler's last loop, for the watchdog and /healthz.
     pub heartbeat: AtomicI64,
+    /// Every task the daemon starts, waited for (briefly) at shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled at shutdown: every long-running task watches it.
+    pub cancel: CancellationToken,
 }
 
 impl Shared {
@@ -398,10 +402,12 @@ pub async fn run(
         replan: Notify::new(),
         in_flight: Mutex::new(HashSet::new()),
         heartbeat: AtomicI64::new(clock.now().timestamp_millis()),
+        tasks: TaskTracker::new(),
+        cancel: CancellationToken::new(),
     });
 
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    let cancel = shared.cancel.clone();
+    let tracker = shared.tasks.clone();
 
     tracker.spawn(api::serve(listener, shared.clone(), cancel.clone()));
     tracker.spawn(deliver_loop(shared.clone(), cancel.clone()));

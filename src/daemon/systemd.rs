@@ -112,7 +112,10 @@ pub async fn watchdog(shared: Arc<Shared>) {
         .unwrap_or(Duration::from_secs(30))
         .min(Duration::from_secs(30));
     loop {
-        tokio::time::sleep(tick).await;
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
         let now = shared.clock.now();
         let statuses = super::api::store_statuses(&shared, false);
         let status = super::api::summary(&statuses);
