@@ -284,6 +284,28 @@ fn escape_sequences_never_reach_the_terminal() {
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
 }
 
+/// D8: durations past the calendar are refused with a message (no panic, exit 1), and an
+/// offline silence is capped as the API caps it.
+#[test]
+fn huge_durations_are_refused_not_panicked_on() {
+    let s = Setup::init();
+    s.add_ozon_store("ozon-a", "1", "CANARY-dur-0001");
+    for args in [
+        &["silence", "ozon-a", "--for", "100000000d"][..],
+        &["history", "ozon-a", "--since", "100000000d"][..],
+        &["silence", "ozon-a", "--for", "36500d"][..],
+    ] {
+        let out = s.run(args, None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr_str());
+        assert!(!out.stderr_str().contains("panicked"), "{args:?}");
+    }
+    assert!(
+        s.run(&["silence", "ozon-a", "--for", "36500d"], None)
+            .stderr_str()
+            .contains("at most 90d")
+    );
+}
+
 /// A closed pipe ends a listing quietly (exit 0, no panic), and an error's cause is said once.
 #[test]
 fn pipes_close_quietly_and_errors_read_once() {
