@@ -89,6 +89,17 @@ impl Receiver {
         self.all().into_iter().filter(|r| r.accepted).collect()
     }
 
+    /// How many different events (by `event_id`) of `event` for `store` were accepted: a
+    /// retried delivery of one event counts once.
+    pub fn distinct(&self, store: &str, event: &str) -> usize {
+        let ids: std::collections::HashSet<String> = self
+            .events(store, event)
+            .into_iter()
+            .map(|r| r.idempotency_key)
+            .collect();
+        ids.len()
+    }
+
     /// Accepted deliveries of `event` (opened/reminder/resolved) for `store`.
     pub fn events(&self, store: &str, event: &str) -> Vec<Received> {
         self.delivered()
