@@ -403,18 +403,34 @@ fn build_channel(
         }
         ChannelKind::Dingtalk => Imp::DingTalk(dingtalk::DingTalk {
             base: base(dingtalk::DEFAULT_BASE),
-            access_token: required("access_token")?,
+            access_token: match secret("url") {
+                Some(url) => robot_url(ch.kind, &url, &ch.name)?.0,
+                None => required("access_token")?,
+            },
             sign_secret: secret("sign_secret"),
         }),
         ChannelKind::Wecom => Imp::WeCom(wecom::WeCom {
             base: base(wecom::DEFAULT_BASE),
-            key: required("key")?,
+            key: match secret("url") {
+                Some(url) => robot_url(ch.kind, &url, &ch.name)?.0,
+                None => required("key")?,
+            },
         }),
-        ChannelKind::Feishu => Imp::Feishu(feishu::Feishu {
-            base: base(feishu::DEFAULT_BASE),
-            hook_token: token_in_path(required("hook_token")?, "hook_token", &ch.name)?,
-            sign_secret: secret("sign_secret"),
-        }),
+        ChannelKind::Feishu => {
+            let (token, origin) = match secret("url") {
+                Some(url) => robot_url(ch.kind, &url, &ch.name)?,
+                None => (required("hook_token")?, None),
+            };
+            Imp::Feishu(feishu::Feishu {
+                // A Lark URL says which of the two services it is; `endpoint` still wins.
+                base: match (&endpoint, origin) {
+                    (None, Some(origin)) => origin,
+                    _ => base(feishu::DEFAULT_BASE),
+                },
+                hook_token: token_in_path(token, "hook_token", &ch.name)?,
+                sign_secret: secret("sign_secret"),
+            })
+        }
         ChannelKind::Alertmanager => {
             let ChannelSettings::Alertmanager { urls } = &ch.settings else {
                 bail!("alertmanager channel without urls");
@@ -434,6 +450,64 @@ fn build_channel(
         redactor,
         imp,
     })
+}
+
+/// A robot webhook URL pasted whole (DingTalk, WeCom, Feishu/Lark): https, the service's own
+/// host and path, and the token where the service puts it. Returns the token and, for
+/// Feishu/Lark, the origin the URL names. Errors never quote the URL (it is the secret).
+fn robot_url(
+    kind: ChannelKind,
+    url: &SecretString,
+    channel: &str,
+) -> anyhow::Result<(SecretString, Option<Url>)> {
+    let expected = match kind {
+        ChannelKind::Dingtalk => "https://oapi.dingtalk.com/robot/send?access_token=…",
+        ChannelKind::Wecom => "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…",
+        _ => "https://open.feishu.cn/open-apis/bot/v2/hook/… (or open.larksuite.com)",
+    };
+    let refuse = |what: &str| {
+        anyhow!(
+            "channel/{channel}: `url` {what} (expected {expected})\n  help: copy the webhook URL from the robot's settings again, or put only its token in the entry"
+        )
+    };
+    let u = Url::parse(url.expose_secret().trim()).map_err(|_| refuse("is not a URL"))?;
+    if u.scheme() != "https" {
+        return Err(refuse("is not https"));
+    }
+    let host = u.host_str().unwrap_or("").to_ascii_lowercase();
+    let query = |name: &str| {
+        u.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let (token, origin) = match kind {
+        ChannelKind::Dingtalk if host == "oapi.dingtalk.com" && u.path() == "/robot/send" => {
+            (query("access_token"), None)
+        }
+        ChannelKind::Wecom
+            if host == "qyapi.weixin.qq.com" && u.path() == "/cgi-bin/webhook/send" =>
+        {
+            (query("key"), None)
+        }
+        ChannelKind::Feishu if host == "open.feishu.cn" || host == "open.larksuite.com" => {
+            let token = u
+                .path()
+                .strip_prefix("/open-apis/bot/v2/hook/")
+                .filter(|t| !t.is_empty() && !t.contains('/'))
+                .map(str::to_string);
+            let origin = Url::parse(&format!("https://{host}")).ok();
+            (token, origin)
+        }
+        ChannelKind::Dingtalk | ChannelKind::Wecom | ChannelKind::Feishu => {
+            return Err(refuse(
+                "is not this service's robot URL (host or path differ)",
+            ));
+        }
+        _ => return Err(refuse("is not used by this kind of channel")),
+    };
+    let token = token.ok_or_else(|| refuse("has no token in it"))?;
+    Ok((SecretString::from(token), origin))
 }
 
 /// A token that goes into a URL path must not be able to change the path.
@@ -523,6 +597,66 @@ pub fn test_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn robot_urls_give_their_token_and_nothing_else() {
+        let token = |kind, url: &str| {
+            robot_url(kind, &SecretString::from(url.to_string()), "c")
+                .map(|(t, o)| (t.expose_secret().to_string(), o.map(|o| o.to_string())))
+        };
+        assert_eq!(
+            token(
+                ChannelKind::Feishu,
+                "https://open.larksuite.com/open-apis/bot/v2/hook/abc-123"
+            )
+            .unwrap(),
+            ("abc-123".into(), Some("https://open.larksuite.com/".into()))
+        );
+        assert_eq!(
+            token(
+                ChannelKind::Feishu,
+                "https://open.feishu.cn/open-apis/bot/v2/hook/t1"
+            )
+            .unwrap()
+            .0,
+            "t1"
+        );
+        assert_eq!(
+            token(
+                ChannelKind::Dingtalk,
+                " https://oapi.dingtalk.com/robot/send?access_token=x1 "
+            )
+            .unwrap()
+            .0,
+            "x1"
+        );
+        for (kind, bad) in [
+            (
+                ChannelKind::Dingtalk,
+                "http://oapi.dingtalk.com/robot/send?access_token=x",
+            ),
+            (
+                ChannelKind::Dingtalk,
+                "https://oapi.dingtalk.com.evil.example/robot/send?access_token=x",
+            ),
+            (
+                ChannelKind::Dingtalk,
+                "https://oapi.dingtalk.com/robot/send",
+            ),
+            (
+                ChannelKind::Wecom,
+                "https://qyapi.weixin.qq.com/other?key=x",
+            ),
+            (
+                ChannelKind::Feishu,
+                "https://open.feishu.cn/open-apis/bot/v2/hook/a/b",
+            ),
+            (ChannelKind::Feishu, "not a url SECRET"),
+        ] {
+            let e = token(kind, bad).unwrap_err().to_string();
+            assert!(!e.contains("evil") && !e.contains("SECRET"), "{e}");
+        }
+    }
 
     #[allow(dead_code)]
     fn channel_set_and_its_send_future_cross_threads(set: &ChannelSet, ev: &AlertEvent) {

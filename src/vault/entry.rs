@@ -265,10 +265,16 @@ const EMAIL: &[Field] = &[
 ];
 const DINGTALK: &[Field] = &[
     f(
+        "url",
+        false,
+        true,
+        "the robot's webhook URL exactly as copied (or only its access_token below)",
+    ),
+    f(
         "access_token",
+        false,
         true,
-        true,
-        "access_token from the robot's webhook URL",
+        "access_token from the robot's webhook URL (or the whole URL as `url`)",
     ),
     f(
         "sign_secret",
@@ -277,18 +283,32 @@ const DINGTALK: &[Field] = &[
         "加签 secret (SEC…), when signing is on",
     ),
 ];
-const WECOM: &[Field] = &[f(
-    "key",
-    true,
-    true,
-    "key from the group robot's webhook URL",
-)];
+const WECOM: &[Field] = &[
+    f(
+        "url",
+        false,
+        true,
+        "the group robot's webhook URL exactly as copied (or only its key below)",
+    ),
+    f(
+        "key",
+        false,
+        true,
+        "key from the group robot's webhook URL (or the whole URL as `url`)",
+    ),
+];
 const FEISHU: &[Field] = &[
     f(
+        "url",
+        false,
+        true,
+        "the bot's webhook URL exactly as copied (or only its token below)",
+    ),
+    f(
         "hook_token",
+        false,
         true,
-        true,
-        "token at the end of the bot's webhook URL",
+        "token at the end of the bot's webhook URL (or the whole URL as `url`)",
     ),
     f(
         "sign_secret",
@@ -547,6 +567,24 @@ impl Document {
                 });
             }
         }
+        // A robot webhook is given whole as `url`, or as its token: one of the two.
+        let token_field = match schema {
+            Schema::Channel(ChannelKind::Dingtalk) => Some("access_token"),
+            Schema::Channel(ChannelKind::Wecom) => Some("key"),
+            Schema::Channel(ChannelKind::Feishu) => Some("hook_token"),
+            _ => None,
+        };
+        if let Some(token) = token_field.filter(|_| !is_web) {
+            let has = |n: &str| out_fields.iter().any(|(k, _)| k == n);
+            if has("url") == has(token) {
+                return Err(EntryError {
+                    message: format!(
+                        "give the webhook URL exactly as copied as `url`, or only its token as `{token}` (one of the two) for a {}",
+                        schema.describe()
+                    ),
+                });
+            }
+        }
         if schema == Schema::Channel(ChannelKind::Email) {
             let has = |n: &str| out_fields.iter().any(|(k, _)| k == n);
             if has("smtp_username") != has("smtp_password") {
@@ -757,6 +795,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.starts_with("line 2:"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_robot_webhook_is_its_url_or_its_token() {
+        let ding = Schema::Channel(ChannelKind::Dingtalk);
+        assert!(
+            Document::parse(
+                "url = \"https://oapi.dingtalk.com/robot/send?access_token=t\"\n",
+                ding
+            )
+            .is_ok()
+        );
+        assert!(Document::parse("access_token = \"t\"\n", ding).is_ok());
+        let neither = Document::parse("sign_secret = \"SEC1\"\n", ding).unwrap_err();
+        assert!(
+            neither.message.contains("one of the two"),
+            "{}",
+            neither.message
+        );
+        let both =
+            Document::parse("url = \"https://x\"\naccess_token = \"t\"\n", ding).unwrap_err();
+        assert!(both.message.contains("one of the two"));
     }
 
     #[test]

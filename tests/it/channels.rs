@@ -82,6 +82,68 @@ fn text_of(r: &Recorded, pointer: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
+async fn robot_urls_pasted_whole_are_accepted_and_checked() {
+    // The fakes check the token each service expects; the URL's own host is the real one,
+    // and `endpoint` points the channel at the fake, as it does in every test here.
+    let ding = fake(FakeKind::DingTalk {
+        access_token: "dt-from-url".into(),
+        sign_secret: None,
+    })
+    .await;
+    let wecom = fake(FakeKind::WeCom {
+        key: "wk-from-url".into(),
+    })
+    .await;
+    let sb = Sandbox::new().unwrap();
+    sb.put_channel(
+        "ding",
+        ChannelKind::Dingtalk,
+        "url = \"https://oapi.dingtalk.com/robot/send?access_token=dt-from-url\"\n",
+    )
+    .unwrap();
+    sb.put_channel(
+        "wecom",
+        ChannelKind::Wecom,
+        "url = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=wk-from-url\"\n",
+    )
+    .unwrap();
+    let set = channel_set(
+        &sb,
+        &format!(
+            "[[channel]]\nname = \"ding\"\nkind = \"dingtalk\"\nendpoint = \"{}\"\n\
+             [[channel]]\nname = \"wecom\"\nkind = \"wecom\"\nendpoint = \"{}\"\n",
+            ding.url(),
+            wecom.url()
+        ),
+    );
+    let ev = event(EventKind::Opened);
+    assert_eq!(set.send("ding", &ev, now()).await, Delivery::Delivered);
+    assert_eq!(set.send("wecom", &ev, now()).await, Delivery::Delivered);
+    no_violations(&ding);
+    no_violations(&wecom);
+    // A URL of another host is refused when the channels are built, naming neither it nor
+    // its token.
+    let sb2 = Sandbox::new().unwrap();
+    sb2.put_channel(
+        "ding",
+        ChannelKind::Dingtalk,
+        "url = \"https://evil.example.com/robot/send?access_token=CANARY-pasted-1234\"\n",
+    )
+    .unwrap();
+    let config = sb2
+        .config(
+            "timezone = \"Asia/Shanghai\"\nlanguage = \"en\"",
+            "[[channel]]\nname = \"ding\"\nkind = \"dingtalk\"\n",
+        )
+        .expect("config");
+    let e = ChannelSet::new(&config, &sb2.vault, &sb2.identity)
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("not this service's robot URL"), "{e}");
+    assert!(!e.contains("CANARY") && !e.contains("evil"), "{e}");
+}
+
+#[tokio::test]
 async fn dingtalk_signed_delivered_throttled_refused() {
     let f = fake(FakeKind::DingTalk {
         access_token: "dt-token-1".into(),
