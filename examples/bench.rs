@@ -392,18 +392,15 @@ fn sweep_world(n: usize, latency: Duration, limits: &Limits) -> anyhow::Result<S
     let build = t.elapsed();
     let config = Arc::new(Config::load(&world.config_path).map_err(|e| anyhow!("{e}"))?);
 
-    // Start-up decryption as `storeguard run` does it: the pre-flight check of every entry,
-    // then the prober's own load.
+    // Start-up decryption as `storeguard run` does it: the pre-flight check (permissions,
+    // recipients, channel entries), then the prober's load of every store entry.
     let identity = storeguard::vault::Identity::load(&config.daemon.identity, || None)?;
     let vault = Vault::open(&config.daemon.vault_dir)?;
     let t = Instant::now();
     let problems = storeguard::cli::run::vault_problems(&config, &vault, &identity);
     let vault_problems = t.elapsed();
-    if !problems.fatal.is_empty() || !problems.stores.is_empty() {
-        return Err(anyhow!(
-            "{} vault problems",
-            problems.fatal.len() + problems.stores.len()
-        ));
+    if !problems.is_empty() {
+        return Err(anyhow!("{} vault problems", problems.len()));
     }
     let t = Instant::now();
     drop(storeguard::marketplace::Prober::new(

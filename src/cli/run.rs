@@ -49,35 +49,14 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// What the vault says about the config at start.
-#[derive(Debug, Default)]
-pub struct VaultProblems {
-    /// Problems that stop the daemon: loose permissions, no recipients, a channel's entry.
-    pub fatal: Vec<String>,
-    /// Enabled stores whose entry is missing, unreadable or incomplete, with the problem. Each
-    /// fails alone: it is checked (and alerted) as `vault_unreadable`, the others are watched.
-    pub stores: Vec<(String, String)>,
-}
-
-/// The vault problems of `config`: see [`VaultProblems`]. (`config check` and `vault
-/// verify` treat every one of them as an error.)
-pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> VaultProblems {
-    let mut problems = VaultProblems {
-        fatal: vault.permission_problems(),
-        stores: Vec::new(),
-    };
+/// The vault problems that stop the daemon from starting: loose permissions, no recipients, a
+/// channel's entry missing, undecryptable or incomplete. A store's entry fails alone: the
+/// prober reads it once and reports it (see `run`). (`config check` and `vault verify` treat
+/// store entries as errors too.)
+pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Vec<String> {
+    let mut problems = vault.permission_problems();
     if let Err(e) = vault.recipients() {
-        problems.fatal.push(e.to_string());
-    }
-    let enabled: Vec<&crate::config::Store> = config.stores.iter().filter(|s| s.enabled).collect();
-    let stores: Vec<(EntryId, Schema)> = enabled
-        .iter()
-        .map(|s| (EntryId::store(&s.id), Schema::Store(s.marketplace)))
-        .collect();
-    for (store, result) in enabled.iter().zip(vault.load_all(&stores, identity)) {
-        if let Err(e) = result {
-            problems.stores.push((store.id.clone(), e.to_string()));
-        }
+        problems.push(e.to_string());
     }
     for c in config
         .channels
@@ -89,7 +68,7 @@ pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Va
             Schema::Channel(c.kind),
             identity,
         ) {
-            problems.fatal.push(e.to_string());
+            problems.push(e.to_string());
         }
     }
     problems
@@ -110,21 +89,14 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let problems = vault_problems(&config, &vault, &identity);
-    if !problems.fatal.is_empty() {
+    if !problems.is_empty() {
         return Err(anyhow!(
             "refusing to start: {} vault problem{}:\n{}",
-            problems.fatal.len(),
-            if problems.fatal.len() == 1 { "" } else { "s" },
-            problems.fatal.join("\n")
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems.join("\n")
         ));
     }
-    for (store, problem) in &problems.stores {
-        tracing::error!(
-            store = %store,
-            "this store cannot be checked until its vault entry is fixed (the others are watched): {problem}"
-        );
-    }
-    let unreadable: Vec<String> = problems.stores.into_iter().map(|(id, _)| id).collect();
     let daemon_entry = vault
         .load(&EntryId::daemon(), Schema::Daemon, &identity)
         .ok();
@@ -162,10 +134,14 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             reload_rx,
             shutdown,
             |shared| {
-                // Checked at once, so they show UNKNOWN `vault_unreadable` and are alerted now,
-                // not at their next schedule tick.
-                for id in &unreadable {
-                    shared.check_now(id);
+                // Stores whose entry the prober could not read: checked at once, so they show
+                // UNKNOWN `vault_unreadable` and are alerted now, not at their next tick.
+                for (store, problem) in shared.live().probe.unreadable() {
+                    tracing::error!(
+                        store = %store,
+                        "this store cannot be checked until its vault entry is fixed (the others are watched): {problem}"
+                    );
+                    shared.check_now(&store);
                 }
                 notify_ready(&shared);
                 shared.tasks.spawn(watchdog(shared.clone()));

@@ -55,6 +55,11 @@ pub trait Checker: Send + Sync + 'static {
     fn entry_changed(&self, _store_id: &str) -> bool {
         false
     }
+
+    /// Enabled stores whose credentials could not be read, with the reason.
+    fn unreadable(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// Delivers one event to one channel (implemented by the channel set).

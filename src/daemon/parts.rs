@@ -24,6 +24,10 @@ impl Checker for Prober {
     fn entry_changed(&self, store_id: &str) -> bool {
         Prober::entry_changed(self, store_id)
     }
+
+    fn unreadable(&self) -> Vec<(String, String)> {
+        Prober::unreadable(self)
+    }
 }
 
 impl Sender for ChannelSet {

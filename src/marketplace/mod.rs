@@ -265,6 +265,25 @@ impl Prober {
         self.vault.stamp(&EntryId::store(&store.id)) != slot.loaded().stamp
     }
 
+    /// Enabled stores whose vault entry could not be read, with the (sanitised) reason.
+    pub fn unreadable(&self) -> Vec<(String, String)> {
+        let snapshot = self.current();
+        snapshot
+            .config
+            .stores
+            .iter()
+            .filter(|s| s.enabled)
+            .filter_map(|s| {
+                let loaded = snapshot.slots.get(&s.id)?.loaded();
+                loaded
+                    .creds
+                    .as_ref()
+                    .err()
+                    .map(|e| (s.id.clone(), e.clone()))
+            })
+            .collect()
+    }
+
     /// The config this prober currently runs with.
     pub fn config(&self) -> Arc<Config> {
         self.current().config.clone()

@@ -199,6 +199,10 @@ impl Checker for CountingProbe {
     fn entry_changed(&self, id: &str) -> bool {
         self.inner.entry_changed(id)
     }
+
+    fn unreadable(&self) -> Vec<(String, String)> {
+        self.inner.unreadable()
+    }
 }
 
 struct TestParts {
