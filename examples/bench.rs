@@ -436,10 +436,12 @@ fn sweep_world(n: usize, latency: Duration, limits: &Limits) -> anyhow::Result<S
                 checks,
             };
         }
-        let ok = daemon::api::store_statuses(&d.shared, false)
-            .iter()
-            .filter(|s| s.status == "OK")
-            .count();
+        let ok =
+            storeguard::web::view::from_daemon(&d.shared, storeguard::web::view::Accounts::Hidden)
+                .0
+                .iter()
+                .filter(|s| s.status == Some(storeguard::outcome::Status::Ok))
+                .count();
         d.stop().await?;
         anyhow::Ok(SweepOut {
             build,

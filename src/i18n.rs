@@ -63,17 +63,79 @@ pub fn lookup(lang: Language, key: &str) -> Option<&'static str> {
 
 /// The text for `key` with `{name}` placeholders filled in.
 pub fn format(lang: Language, key: &str, args: &[(&str, &str)]) -> String {
-    let mut s = text(lang, key).to_string();
-    for (name, value) in args {
-        s = s.replace(&format!("{{{name}}}"), value);
+    fill(text(lang, key), args)
+}
+
+/// One piece of a catalogue template: text as it is, or the name of a `{name}` placeholder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    Arg(&'a str),
+}
+
+/// The pieces of `template` in order. A `{` without a closing `}` is text.
+pub fn pieces(template: &str) -> impl Iterator<Item = Piece<'_>> {
+    let mut rest = template;
+    let mut pending: Option<Piece<'_>> = None;
+    std::iter::from_fn(move || {
+        if let Some(p) = pending.take() {
+            return Some(p);
+        }
+        if rest.is_empty() {
+            return None;
+        }
+        let Some(open) = rest.find('{') else {
+            return Some(Piece::Text(std::mem::take(&mut rest)));
+        };
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Some(Piece::Text(std::mem::take(&mut rest)));
+        };
+        let text = &rest[..open];
+        let arg = Piece::Arg(&after[..close]);
+        rest = &after[close + 1..];
+        if text.is_empty() {
+            Some(arg)
+        } else {
+            pending = Some(arg);
+            Some(Piece::Text(text))
+        }
+    })
+}
+
+/// Fills `{name}` placeholders of `template` in one pass: a value that itself contains `{x}` is
+/// left alone, and a placeholder without a value stays as it is.
+pub fn fill(template: &str, args: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    for piece in pieces(template) {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Arg(name) => match args.iter().find(|(n, _)| *n == name) {
+                Some((_, v)) => out.push_str(v),
+                None => {
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
+                }
+            },
+        }
     }
-    s
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn placeholders_are_filled_once() {
+        assert_eq!(
+            fill("a {x} b {y} {z} {", &[("x", "{y}"), ("y", "2")]),
+            "a {y} b 2 {z} {"
+        );
+        assert_eq!(fill("{x}{x}", &[("x", "1")]), "11");
+    }
 
     #[test]
     fn a_missing_text_shows_its_key() {

@@ -25,6 +25,7 @@ pub mod route;
 pub mod schedule;
 pub mod state;
 pub mod vault;
+pub mod web;
 
 /// storeguard's version, as sent in `user-agent`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,34 +19,22 @@ pub struct Window {
     pub window: Duration,
 }
 
-const fn w(max: usize, secs: u64) -> Window {
-    Window {
-        max,
-        window: Duration::from_secs(secs),
-    }
-}
-
-/// The limits storeguard keeps per channel. Per-minute windows are a little longer than a
-/// minute so that network jitter cannot make the service count 21 in its minute.
+/// The limits storeguard keeps per channel: its kind's spec (`ChannelKind::spec().limits`),
+/// and for a Telegram group chat the group limit on top. Per-minute windows are a little longer
+/// than a minute so that network jitter cannot make the service count 21 in its minute.
 pub fn limits(kind: ChannelKind, telegram_group: bool) -> Vec<Window> {
-    match kind {
-        // 20 messages a minute per robot; over that, throttled for 10 minutes.
-        ChannelKind::Dingtalk => vec![w(20, 62)],
-        // 20 messages a minute per robot.
-        ChannelKind::Wecom => vec![w(20, 62)],
-        // 5 a second and 100 a minute per bot.
-        ChannelKind::Feishu => vec![w(5, 1), w(100, 62)],
-        // About one message a second per chat; groups at most 20 a minute.
-        ChannelKind::Telegram if telegram_group => vec![w(1, 1), w(20, 62)],
-        ChannelKind::Telegram => vec![w(1, 1)],
-        // About one message a second per incoming webhook, short bursts tolerated.
-        ChannelKind::Slack => vec![w(1, 1)],
-        // Generous: protects a mail relay and receivers from a runaway loop only.
-        ChannelKind::Email => vec![w(60, 60)],
-        ChannelKind::Webhook => vec![w(10, 1), w(300, 60)],
-        ChannelKind::Alertmanager => vec![w(50, 1)],
-        ChannelKind::Log => vec![],
-    }
+    let table = if kind == ChannelKind::Telegram && telegram_group {
+        crate::model::TELEGRAM_GROUP_LIMITS
+    } else {
+        kind.spec().limits
+    };
+    table
+        .iter()
+        .map(|&(max, secs)| Window {
+            max: max as usize,
+            window: Duration::from_secs(secs),
+        })
+        .collect()
 }
 
 /// Send history of one channel.

@@ -29,7 +29,7 @@ pub use crate::event::{AlertEvent, EventKind, Subject};
 pub use render::{Dialect, Message, Tone, render};
 
 use crate::config::{Channel, ChannelSettings, Config};
-use crate::model::{ChannelKind, Language, Severity};
+use crate::model::{ChannelKind, Language, Severity, TokenAt};
 use crate::outcome::{FindingKind, sanitize};
 use crate::vault::{Document, EntryId, Identity, Schema, Vault};
 use anyhow::{anyhow, bail};
@@ -304,7 +304,7 @@ fn build_channel(
     identity: &Identity,
 ) -> anyhow::Result<Built> {
     let mut redactor = Redactor::default();
-    let doc = if ch.kind == ChannelKind::Log {
+    let doc = if !ch.kind.has_vault_entry() {
         None
     } else {
         let doc: Document = vault.load(
@@ -460,11 +460,12 @@ fn robot_url(
     url: &SecretString,
     channel: &str,
 ) -> anyhow::Result<(SecretString, Option<Url>)> {
-    let expected = match kind {
-        ChannelKind::Dingtalk => "https://oapi.dingtalk.com/robot/send?access_token=…",
-        ChannelKind::Wecom => "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…",
-        _ => "https://open.feishu.cn/open-apis/bot/v2/hook/… (or open.larksuite.com)",
+    let Some(robot) = kind.spec().robot.as_ref() else {
+        return Err(anyhow!(
+            "channel/{channel}: `url` is not used by this kind of channel"
+        ));
     };
+    let expected = robot.example;
     let refuse = |what: &str| {
         anyhow!(
             "channel/{channel}: `url` {what} (expected {expected})\n  help: copy the webhook URL from the robot's settings again, or put only its token in the entry"
@@ -475,37 +476,35 @@ fn robot_url(
         return Err(refuse("is not https"));
     }
     let host = u.host_str().unwrap_or("").to_ascii_lowercase();
-    let query = |name: &str| {
-        u.query_pairs()
+    if !robot.hosts.contains(&host.as_str()) {
+        return Err(refuse(
+            "is not this service's robot URL (host or path differ)",
+        ));
+    }
+    let token = match robot.token_at {
+        TokenAt::Query(name) if u.path() == robot.path => u
+            .query_pairs()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let (token, origin) = match kind {
-        ChannelKind::Dingtalk if host == "oapi.dingtalk.com" && u.path() == "/robot/send" => {
-            (query("access_token"), None)
-        }
-        ChannelKind::Wecom
-            if host == "qyapi.weixin.qq.com" && u.path() == "/cgi-bin/webhook/send" =>
-        {
-            (query("key"), None)
-        }
-        ChannelKind::Feishu if host == "open.feishu.cn" || host == "open.larksuite.com" => {
-            let token = u
-                .path()
-                .strip_prefix("/open-apis/bot/v2/hook/")
-                .filter(|t| !t.is_empty() && !t.contains('/'))
-                .map(str::to_string);
-            let origin = Url::parse(&format!("https://{host}")).ok();
-            (token, origin)
-        }
-        ChannelKind::Dingtalk | ChannelKind::Wecom | ChannelKind::Feishu => {
+            .filter(|v| !v.is_empty()),
+        TokenAt::PathAfter(prefix) => match u.path().strip_prefix(prefix) {
+            Some(t) => Some(t.to_string()).filter(|t| !t.is_empty() && !t.contains('/')),
+            None => {
+                return Err(refuse(
+                    "is not this service's robot URL (host or path differ)",
+                ));
+            }
+        },
+        TokenAt::Query(_) => {
             return Err(refuse(
                 "is not this service's robot URL (host or path differ)",
             ));
         }
-        _ => return Err(refuse("is not used by this kind of channel")),
     };
+    // A robot with more than one host (Feishu and Lark) sends to the one its URL names.
+    let origin = (robot.hosts.len() > 1)
+        .then(|| Url::parse(&format!("https://{host}")).ok())
+        .flatten();
     let token = token.ok_or_else(|| refuse("has no token in it"))?;
     Ok((SecretString::from(token), origin))
 }

@@ -424,36 +424,7 @@ pub fn human_duration(lang: Language, d: chrono::TimeDelta) -> String {
 
 /// Fills `{name}` placeholders in one pass (a value containing `{x}` is left alone).
 fn fill(lang: Language, key: &str, args: &[(&str, &str)]) -> String {
-    substitute(i18n::text(lang, key), args)
-}
-
-fn substitute(template: &str, args: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + 32);
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after.find('}') {
-            Some(close) => {
-                let name = &after[..close];
-                match args.iter().find(|(n, _)| *n == name) {
-                    Some((_, v)) => out.push_str(v),
-                    None => {
-                        out.push('{');
-                        out.push_str(name);
-                        out.push('}');
-                    }
-                }
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push_str(&rest[open..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    i18n::fill(i18n::text(lang, key), args)
 }
 
 /// A catalogue sentence as spans: text between backticks becomes code; placeholders are
@@ -464,7 +435,7 @@ fn rich_text(lang: Language, key: &str, args: &[(&str, &str)]) -> Vec<Span> {
         .enumerate()
         .filter(|(_, s)| !s.is_empty())
         .map(|(i, s)| {
-            let s = substitute(s, args);
+            let s = i18n::fill(s, args);
             if i % 2 == 1 {
                 Span::Code(s)
             } else {
@@ -534,6 +505,10 @@ fn list(dialect: Dialect, label: &str, items: &[String]) -> String {
 
 /// Escapes text for `dialect` so that it shows literally.
 pub fn esc(dialect: Dialect, s: &str) -> String {
+    if dialect == Dialect::Html {
+        // E-mail HTML is escaped exactly as the status page is.
+        return crate::web::html::escape(s);
+    }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match dialect {
@@ -551,14 +526,7 @@ pub fn esc(dialect: Dialect, s: &str) -> String {
                 '>' => out.push_str("&gt;"),
                 _ => out.push(c),
             },
-            Dialect::Html => match c {
-                '&' => out.push_str("&amp;"),
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&#39;"),
-                _ => out.push(c),
-            },
+            Dialect::Html => unreachable!("handled above"),
             // Feishu's card Markdown takes HTML character references for its syntax characters.
             Dialect::LarkMd => match c {
                 // Only what can start markup mid-line: emphasis, links, tags, code, escapes.
@@ -761,13 +729,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn placeholders_are_filled_once() {
-        assert_eq!(
-            substitute("a {x} b {y} {z}", &[("x", "{y}"), ("y", "2")]),
-            "a {y} b 2 {z}"
-        );
     }
 }

@@ -81,19 +81,14 @@ impl Parts for DemoParts {
 }
 
 fn table(shared: &Shared, lang: Language) {
-    let statuses = daemon::api::store_statuses(shared, true);
-    let rows: Vec<[String; 5]> = statuses
+    let (views, _) = crate::web::view::from_daemon(shared, crate::web::view::Accounts::Shown);
+    let rows: Vec<[String; 5]> = views
         .iter()
         .map(|s| {
-            let words = if s.status == "PENDING" {
-                "PENDING".to_string()
-            } else {
-                crate::i18n::text(lang, &format!("status.{}", s.status)).to_string()
-            };
             [
                 s.id.clone(),
-                s.marketplace.clone(),
-                words,
+                s.marketplace.as_str().to_string(),
+                s.status_words(lang),
                 if s.findings.is_empty() {
                     "-".into()
                 } else {

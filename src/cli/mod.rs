@@ -314,7 +314,7 @@ fn config_check(path: &Path) -> anyhow::Result<ExitCode> {
             config
                 .channels
                 .iter()
-                .filter(|c| c.kind != crate::model::ChannelKind::Log)
+                .filter(|c| c.kind.has_vault_entry())
                 .map(|c| (EntryId::channel(&c.name), Schema::Channel(c.kind))),
         );
         wanted.push((EntryId::daemon(), Schema::Daemon));

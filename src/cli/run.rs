@@ -58,11 +58,7 @@ pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Ve
     if let Err(e) = vault.recipients() {
         problems.push(e.to_string());
     }
-    for c in config
-        .channels
-        .iter()
-        .filter(|c| c.kind != crate::model::ChannelKind::Log)
-    {
+    for c in config.channels.iter().filter(|c| c.kind.has_vault_entry()) {
         if let Err(e) = vault.load(
             &EntryId::channel(&c.name),
             Schema::Channel(c.kind),

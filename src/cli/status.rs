@@ -2,8 +2,8 @@
 
 use super::load_config;
 use crate::config::Config;
-use crate::daemon::api::{OpenIncident, StoreStatus};
 use crate::state::State;
+use crate::web::view::StoreView;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -72,7 +72,7 @@ pub fn api_token(config: &Config) -> Option<secrecy::SecretString> {
     doc.get("api_token").cloned()
 }
 
-async fn from_daemon(config: &Config) -> Option<Vec<StoreStatus>> {
+async fn from_daemon(config: &Config) -> Option<Vec<StoreView>> {
     let client = crate::http::client_builder(Duration::from_secs(3))
         .build()
         .ok()?;
@@ -92,48 +92,10 @@ async fn from_daemon(config: &Config) -> Option<Vec<StoreStatus>> {
     serde_json::from_slice(&body).ok()
 }
 
-fn from_state(config: &Config) -> anyhow::Result<Vec<StoreStatus>> {
+fn from_state(config: &Config) -> anyhow::Result<Vec<StoreView>> {
     let state = State::open_read_only(&config.daemon.state_dir)?;
     let rows = state.load_stores()?;
-    let rows: std::collections::HashMap<&str, _> =
-        rows.iter().map(|r| (r.store_id.as_str(), r)).collect();
-    Ok(config
-        .stores
-        .iter()
-        .map(|s| {
-            let row = rows.get(s.id.as_str()).copied();
-            let last = row.and_then(|r| r.last_outcome.as_ref());
-            StoreStatus {
-                id: s.id.clone(),
-                name: s.name.clone(),
-                marketplace: s.marketplace.as_str().to_string(),
-                enabled: s.enabled,
-                status: last.map_or("PENDING".into(), |o| o.status.as_str().into()),
-                findings: last.map(|o| o.findings.clone()).unwrap_or_default(),
-                account: last
-                    .and_then(|o| o.facts.account.clone())
-                    .or_else(|| s.account.clone()),
-                expires_at: last.and_then(|o| o.facts.expires_at),
-                last_check: last.map(|o| o.checked_at),
-                next_check: None,
-                latency_ms: last.map(|o| o.facts.latency_ms),
-                open_incidents: row
-                    .map(|r| {
-                        r.health
-                            .open
-                            .values()
-                            .map(|i| OpenIncident {
-                                incident_id: i.id.clone(),
-                                finding: i.finding.as_str().into(),
-                                severity: i.severity.as_str().into(),
-                                opened_at: i.opened_at,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }
-        })
-        .collect())
+    Ok(crate::web::view::from_state(config, &rows, Utc::now()))
 }
 
 fn when(t: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
@@ -178,23 +140,19 @@ pub fn status(config_path: &Path, args: StatusArgs) -> anyhow::Result<ExitCode> 
     let rows: Vec<[String; 7]> = statuses
         .iter()
         .map(|s| {
-            let status = if s.status == "PENDING" {
-                "PENDING".to_string()
-            } else {
-                crate::i18n::text(lang, &format!("status.{}", s.status)).to_string()
-            };
+            let status = s.status_words(lang);
             let incidents = if s.open_incidents.is_empty() {
                 "-".to_string()
             } else {
                 s.open_incidents
                     .iter()
-                    .map(|i| crate::i18n::text(lang, &format!("finding.{}", i.finding)))
+                    .map(|i| crate::i18n::text(lang, &format!("finding.{}", i.finding.as_str())))
                     .collect::<Vec<_>>()
                     .join("; ")
             };
             [
                 s.id.clone(),
-                s.marketplace.clone(),
+                s.marketplace.as_str().to_string(),
                 if s.enabled { status } else { "disabled".into() },
                 incidents,
                 when(s.last_check, tz),

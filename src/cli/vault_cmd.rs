@@ -500,7 +500,7 @@ fn list(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
             config
                 .channels
                 .iter()
-                .filter(|c| c.kind != crate::model::ChannelKind::Log)
+                .filter(|c| c.kind.has_vault_entry())
                 .map(|c| (EntryId::channel(&c.name), true)),
         )
         .chain(std::iter::once((EntryId::daemon(), true)));

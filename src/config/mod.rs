@@ -79,40 +79,47 @@ pub struct Defaults {
     pub channels: Vec<String>,
 }
 
-/// Marketplace base URLs (overridable so tests and sandboxes can point anywhere).
+/// Marketplace base URLs, one per [`crate::model::Endpoint`] of each marketplace's spec
+/// (overridable in `[marketplace.<id>]` so tests and sandboxes can point anywhere).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoints {
-    pub ozon: Url,
-    pub amazon_token: Url,
-    pub amazon_na: Url,
-    pub amazon_eu: Url,
-    pub amazon_fe: Url,
-    pub alibaba: Url,
-    pub aliexpress: Url,
+    urls: HashMap<(Marketplace, &'static str), Url>,
 }
 
 impl Endpoints {
-    pub fn amazon_region(&self, region: AmazonRegion) -> &Url {
-        match region {
-            AmazonRegion::Na => &self.amazon_na,
-            AmazonRegion::Eu => &self.amazon_eu,
-            AmazonRegion::Fe => &self.amazon_fe,
+    /// The URL of `key` for `m`. Keys come from the spec table, so a key it does not list is a
+    /// bug in the caller.
+    pub fn get(&self, m: Marketplace, key: &'static str) -> &Url {
+        self.urls
+            .get(&(m, key))
+            .unwrap_or_else(|| panic!("{m} has no endpoint `{key}` in its spec"))
+    }
+
+    /// Overrides one endpoint; `key` must be in the marketplace's spec.
+    pub fn set(&mut self, m: Marketplace, key: &str, url: Url) -> bool {
+        match m.spec().endpoints.iter().find(|e| e.key == key) {
+            Some(e) => {
+                self.urls.insert((m, e.key), url);
+                true
+            }
+            None => false,
         }
+    }
+
+    pub fn amazon_region(&self, region: AmazonRegion) -> &Url {
+        self.get(Marketplace::Amazon, region.as_str())
     }
 }
 
 impl Default for Endpoints {
     fn default() -> Self {
-        let u = |s: &str| Url::parse(s).expect("built-in URL");
-        Endpoints {
-            ozon: u("https://api-seller.ozon.ru"),
-            amazon_token: u("https://api.amazon.com/auth/o2/token"),
-            amazon_na: u("https://sellingpartnerapi-na.amazon.com"),
-            amazon_eu: u("https://sellingpartnerapi-eu.amazon.com"),
-            amazon_fe: u("https://sellingpartnerapi-fe.amazon.com"),
-            alibaba: u("https://openapi-api.alibaba.com"),
-            aliexpress: u("https://api-sg.aliexpress.com"),
+        let mut urls = HashMap::new();
+        for m in Marketplace::ALL {
+            for e in m.spec().endpoints {
+                urls.insert((m, e.key), Url::parse(e.default).expect("built-in URL"));
+            }
         }
+        Endpoints { urls }
     }
 }
 
@@ -403,13 +410,11 @@ impl Config {
 
     /// The endpoint a store's probe talks to first.
     pub fn base_url(&self, store: &Store) -> &Url {
-        match store.marketplace {
-            Marketplace::Ozon => &self.endpoints.ozon,
-            Marketplace::Amazon => self
-                .endpoints
-                .amazon_region(store.region.unwrap_or(AmazonRegion::Na)),
-            Marketplace::Alibaba => &self.endpoints.alibaba,
-            Marketplace::Aliexpress => &self.endpoints.aliexpress,
-        }
+        let m = store.marketplace;
+        let key = match m {
+            Marketplace::Amazon => store.region.unwrap_or(AmazonRegion::Na).as_str(),
+            _ => m.spec().endpoints[0].key,
+        };
+        self.endpoints.get(m, key)
     }
 }

@@ -44,29 +44,12 @@ pub(super) struct RawDefaults {
     pub(super) channels: Option<Vec<Spanned<String>>>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawMarketplaces {
-    pub(super) ozon: Option<RawEndpoint>,
-    pub(super) amazon: Option<RawAmazon>,
-    pub(super) alibaba: Option<RawEndpoint>,
-    pub(super) aliexpress: Option<RawEndpoint>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawEndpoint {
-    pub(super) endpoint: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAmazon {
-    pub(super) token_endpoint: Option<Spanned<String>>,
-    pub(super) na: Option<Spanned<String>>,
-    pub(super) eu: Option<Spanned<String>>,
-    pub(super) fe: Option<Spanned<String>>,
-}
+/// `[marketplace.<id>]` tables of endpoint overrides; ids and keys are checked against the
+/// spec table when the config is validated.
+pub(super) type RawMarketplaces = std::collections::BTreeMap<
+    String,
+    Spanned<std::collections::BTreeMap<String, Spanned<String>>>,
+>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

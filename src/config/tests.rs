@@ -35,6 +35,31 @@ fn store_lookup_by_id_survives_edits_of_the_list() {
 }
 
 #[test]
+fn marketplace_tables_take_the_endpoints_of_the_spec_only() {
+    let c = load("[marketplace.aliexpress]\nendpoint = \"http://127.0.0.1:9\"\n").unwrap();
+    assert_eq!(
+        c.endpoints
+            .get(Marketplace::Aliexpress, "endpoint")
+            .as_str(),
+        "http://127.0.0.1:9/"
+    );
+    assert_eq!(
+        c.endpoints.get(Marketplace::Ozon, "endpoint").as_str(),
+        "https://api-seller.ozon.ru/"
+    );
+    let p = first("[marketplace.ozon]\nendpont = \"http://127.0.0.1:9\"\n");
+    assert!(p.message.contains("unknown key `endpont`"), "{p:?}");
+    assert!(p.help.contains("endpoint"), "{p:?}");
+    assert!(p.location.is_some());
+    let p = first("[marketplace.wildberry]\nendpoint = \"http://127.0.0.1:9\"\n");
+    assert!(
+        p.message.contains("unknown marketplace `wildberry`"),
+        "{p:?}"
+    );
+    assert!(p.help.contains("ozon, amazon"), "{p:?}");
+}
+
+#[test]
 fn minimal_config_gets_defaults() {
     let c = load(OZON).unwrap();
     assert_eq!(c.stores.len(), 1);

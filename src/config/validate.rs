@@ -369,23 +369,37 @@ pub(super) fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
     };
 
     // [marketplace.*]
-    let base = Endpoints::default();
-    let m = &raw.marketplace;
-    let ep = |m: &Option<RawEndpoint>| m.as_ref().and_then(|e| e.endpoint.clone());
-    let amazon = m.amazon.as_ref();
-    let endpoints = Endpoints {
-        ozon: endpoint_field(c, ep(&m.ozon).as_ref(), &base.ozon),
-        amazon_token: endpoint_field(
-            c,
-            amazon.and_then(|a| a.token_endpoint.as_ref()),
-            &base.amazon_token,
-        ),
-        amazon_na: endpoint_field(c, amazon.and_then(|a| a.na.as_ref()), &base.amazon_na),
-        amazon_eu: endpoint_field(c, amazon.and_then(|a| a.eu.as_ref()), &base.amazon_eu),
-        amazon_fe: endpoint_field(c, amazon.and_then(|a| a.fe.as_ref()), &base.amazon_fe),
-        alibaba: endpoint_field(c, ep(&m.alibaba).as_ref(), &base.alibaba),
-        aliexpress: endpoint_field(c, ep(&m.aliexpress).as_ref(), &base.aliexpress),
-    };
+    let mut endpoints = Endpoints::default();
+    for (id, table) in &raw.marketplace {
+        let Some(m) = Marketplace::parse(id) else {
+            c.at(
+                table.span(),
+                format!("unknown marketplace `{id}` in [marketplace.{id}]"),
+                format!(
+                    "use one of: {}",
+                    Marketplace::ALL.map(|m| m.as_str()).join(", ")
+                ),
+            );
+            continue;
+        };
+        let keys = m.spec().endpoints;
+        for (key, value) in table.get_ref() {
+            let Some(e) = keys.iter().find(|e| e.key == key) else {
+                c.at(
+                    value.span(),
+                    format!("unknown key `{key}` in [marketplace.{id}]"),
+                    format!(
+                        "{} takes: {}",
+                        m.display_name(),
+                        keys.iter().map(|e| e.key).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                continue;
+            };
+            let url = endpoint_field(c, Some(value), endpoints.get(m, e.key));
+            endpoints.set(m, e.key, url);
+        }
+    }
 
     // [[store]]
     let mut stores = Vec::new();
@@ -475,15 +489,18 @@ pub(super) fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         };
         // The minimum intervals protect real marketplaces; fakes on loopback may be polled fast.
         let on_loopback = match marketplace {
-            Marketplace::Ozon => is_loopback_host(&endpoints.ozon),
+            // Only the store's own region counts (and the token endpoint).
             Marketplace::Amazon => {
-                is_loopback_host(&endpoints.amazon_token)
+                is_loopback_host(endpoints.get(marketplace, "token_endpoint"))
                     && is_loopback_host(
                         endpoints.amazon_region(st.region.unwrap_or(AmazonRegion::Na)),
                     )
             }
-            Marketplace::Alibaba => is_loopback_host(&endpoints.alibaba),
-            Marketplace::Aliexpress => is_loopback_host(&endpoints.aliexpress),
+            _ => marketplace
+                .spec()
+                .endpoints
+                .iter()
+                .all(|e| is_loopback_host(endpoints.get(marketplace, e.key))),
         };
         if let Some(sched) = schedule.as_ref().filter(|_| !on_loopback) {
             let min = marketplace.min_check_interval();

@@ -5,12 +5,9 @@
 //! (SIGHUP) builds the new config, prober and channels first and swaps them in only when all of
 //! that succeeded; otherwise the old ones keep running.
 
-pub mod api;
 mod check;
 mod housekeeping;
-pub mod metrics;
 mod outbox;
-pub mod page;
 mod parts;
 mod reload;
 mod schedule;
@@ -197,7 +194,7 @@ pub struct Shared {
     outages: Mutex<HashSet<String>>,
     pub state: Arc<State>,
     pub clock: Arc<dyn Clock>,
-    pub metrics: metrics::Metrics,
+    pub metrics: crate::web::metrics::Metrics,
     pub limits: Limits,
     pub api_token: RwLock<Option<secrecy::SecretString>>,
     /// The open alert about the state database, if writes are failing.
@@ -397,7 +394,7 @@ pub async fn run(
         outages: Mutex::new(outages),
         state,
         clock: clock.clone(),
-        metrics: metrics::Metrics::default(),
+        metrics: crate::web::metrics::Metrics::default(),
         limits,
         api_token: RwLock::new(api_token),
         silences: Mutex::new(silences),
@@ -414,7 +411,7 @@ pub async fn run(
     let cancel = shared.cancel.clone();
     let tracker = shared.tasks.clone();
 
-    tracker.spawn(api::serve(listener, shared.clone(), cancel.clone()));
+    tracker.spawn(crate::web::serve(listener, shared.clone(), cancel.clone()));
     tracker.spawn(deliver_loop(shared.clone(), cancel.clone()));
     tracker.spawn(reload_loop(shared.clone(), parts, reload, cancel.clone()));
     tracker.spawn(housekeeping(shared.clone(), cancel.clone()));

@@ -97,8 +97,8 @@ pub fn signals(
 /// READY once everything is loaded; then WATCHDOG pings while the scheduler is alive, and a
 /// STATUS line with counts.
 pub fn notify_ready(shared: &Shared) {
-    let statuses = super::api::store_statuses(shared, false);
-    let status = super::api::summary(&statuses);
+    let (views, _) = crate::web::view::from_daemon(shared, crate::web::view::Accounts::Hidden);
+    let status = crate::web::view::summary(&views);
     let _ = sd_notify::notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status),
@@ -117,8 +117,8 @@ pub async fn watchdog(shared: Arc<Shared>) {
             _ = tokio::time::sleep(tick) => {}
         }
         let now = shared.clock.now();
-        let statuses = super::api::store_statuses(&shared, false);
-        let status = super::api::summary(&statuses);
+        let (views, _) = crate::web::view::from_daemon(&shared, crate::web::view::Accounts::Hidden);
+        let status = crate::web::view::summary(&views);
         if every.is_some() && shared.scheduler_alive(now) {
             let _ = sd_notify::notify(&[
                 sd_notify::NotifyState::Watchdog,

@@ -263,7 +263,12 @@ async fn exchange(ctx: &ProbeCtx<'_>) -> Result<(SecretString, Duration), Findin
     ];
     let req = ctx
         .client
-        .post(ctx.config.endpoints.amazon_token.clone())
+        .post(
+            ctx.config
+                .endpoints
+                .get(Marketplace::Amazon, "token_endpoint")
+                .clone(),
+        )
         .form(&form);
     let answer = send(ctx.client, req, ctx.timeout()).await?;
     read_token(&answer)

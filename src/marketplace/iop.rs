@@ -9,6 +9,7 @@ use super::{
     Answer, Creds, ProbeCtx, Probed, endpoint, expiring, generic, identity, json_text, send,
     unrecognised,
 };
+use crate::model::Marketplace;
 use crate::outcome::{Finding, FindingKind, sanitize};
 use crate::vault::Rotation;
 use chrono::{DateTime, TimeZone, Utc};
@@ -52,8 +53,11 @@ pub(crate) enum Flavor {
 impl Flavor {
     fn host<'a>(self, ctx: &'a ProbeCtx<'_>) -> &'a Url {
         match self {
-            Flavor::Alibaba => &ctx.config.endpoints.alibaba,
-            Flavor::Aliexpress => &ctx.config.endpoints.aliexpress,
+            Flavor::Alibaba => ctx.config.endpoints.get(Marketplace::Alibaba, "endpoint"),
+            Flavor::Aliexpress => ctx
+                .config
+                .endpoints
+                .get(Marketplace::Aliexpress, "endpoint"),
         }
     }
 

@@ -71,7 +71,10 @@ impl Probe for Ozon {
             .creds
             .get("client_id")
             .map(|c| c.expose_secret().trim().to_string());
-        let url = endpoint(&ctx.config.endpoints.ozon, "/v1/roles");
+        let url = endpoint(
+            ctx.config.endpoints.get(Marketplace::Ozon, "endpoint"),
+            "/v1/roles",
+        );
         let req = ctx
             .client
             .post(url)
@@ -124,7 +127,10 @@ async fn seller_info(ctx: &ProbeCtx<'_>, headers: reqwest::header::HeaderMap) ->
     {
         return last.premium.clone();
     }
-    let url = endpoint(&ctx.config.endpoints.ozon, "/v1/seller/info");
+    let url = endpoint(
+        ctx.config.endpoints.get(Marketplace::Ozon, "endpoint"),
+        "/v1/seller/info",
+    );
     let req = ctx
         .client
         .post(url)

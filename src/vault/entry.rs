@@ -115,115 +115,16 @@ pub enum Schema {
     Daemon,
 }
 
-/// A field of a schema.
-#[derive(Clone, Copy, Debug)]
-pub struct Field {
-    pub name: &'static str,
-    pub required: bool,
-    pub ty: FieldType,
-    /// Whether the value is a secret (hidden at the prompt, masked by `vault show`).
-    pub secret: bool,
-    pub help: &'static str,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldType {
-    Text,
-    Time,
-}
+pub use crate::model::{Field, FieldType};
 
 const fn f(name: &'static str, required: bool, secret: bool, help: &'static str) -> Field {
-    Field {
-        name,
-        required,
-        ty: FieldType::Text,
-        secret,
-        help,
-    }
+    Field::text(name, required, secret, help)
 }
 
 const fn t(name: &'static str, help: &'static str) -> Field {
-    Field {
-        name,
-        required: false,
-        ty: FieldType::Time,
-        secret: false,
-        help,
-    }
+    Field::time(name, help)
 }
 
-const PROXY: Field = f(
-    "proxy_password",
-    false,
-    true,
-    "password of the store's egress proxy",
-);
-
-const OZON: &[Field] = &[
-    f(
-        "client_id",
-        true,
-        false,
-        "Client-Id (the seller account number)",
-    ),
-    f(
-        "api_key",
-        true,
-        true,
-        "Api-Key from Seller Center → Settings → API keys",
-    ),
-    PROXY,
-];
-const AMAZON: &[Field] = &[
-    f(
-        "lwa_client_id",
-        true,
-        false,
-        "LWA client identifier of the app",
-    ),
-    f("lwa_client_secret", true, true, "LWA client secret"),
-    f(
-        "refresh_token",
-        true,
-        true,
-        "refresh token from authorising the app (Atzr|…)",
-    ),
-    t(
-        "client_secret_rotated_at",
-        "when the LWA client secret was last rotated (RFC 3339)",
-    ),
-    PROXY,
-];
-const IOP: &[Field] = &[
-    f(
-        "app_key",
-        true,
-        false,
-        "App Key from the Open Platform console",
-    ),
-    f("app_secret", true, true, "App Secret"),
-    f(
-        "access_token",
-        true,
-        true,
-        "access token from authorising the app",
-    ),
-    f(
-        "refresh_token",
-        true,
-        true,
-        "refresh token from authorising the app",
-    ),
-    t(
-        "access_token_expires_at",
-        "when the access token expires (RFC 3339)",
-    ),
-    t(
-        "refresh_token_expires_at",
-        "when the refresh token expires (RFC 3339)",
-    ),
-    PROXY,
-];
 const WEB: &[Field] = &[
     f(
         "login",
@@ -243,86 +144,6 @@ const WEB: &[Field] = &[
         "when the password was last changed (RFC 3339)",
     ),
 ];
-const WEBHOOK: &[Field] = &[
-    f("url", true, true, "the receiver's URL (may carry a token)"),
-    f(
-        "signing_secret",
-        false,
-        true,
-        "HMAC key for the X-Storeguard-Signature header",
-    ),
-];
-const SLACK: &[Field] = &[f(
-    "url",
-    true,
-    true,
-    "incoming-webhook URL (https://hooks.slack.com/services/…)",
-)];
-const TELEGRAM: &[Field] = &[f("bot_token", true, true, "bot token from @BotFather")];
-const EMAIL: &[Field] = &[
-    f("smtp_username", false, false, "SMTP user name"),
-    f("smtp_password", false, true, "SMTP password"),
-];
-const DINGTALK: &[Field] = &[
-    f(
-        "url",
-        false,
-        true,
-        "the robot's webhook URL exactly as copied (or only its access_token below)",
-    ),
-    f(
-        "access_token",
-        false,
-        true,
-        "access_token from the robot's webhook URL (or the whole URL as `url`)",
-    ),
-    f(
-        "sign_secret",
-        false,
-        true,
-        "加签 secret (SEC…), when signing is on",
-    ),
-];
-const WECOM: &[Field] = &[
-    f(
-        "url",
-        false,
-        true,
-        "the group robot's webhook URL exactly as copied (or only its key below)",
-    ),
-    f(
-        "key",
-        false,
-        true,
-        "key from the group robot's webhook URL (or the whole URL as `url`)",
-    ),
-];
-const FEISHU: &[Field] = &[
-    f(
-        "url",
-        false,
-        true,
-        "the bot's webhook URL exactly as copied (or only its token below)",
-    ),
-    f(
-        "hook_token",
-        false,
-        true,
-        "token at the end of the bot's webhook URL (or the whole URL as `url`)",
-    ),
-    f(
-        "sign_secret",
-        false,
-        true,
-        "signature secret, when signing is on",
-    ),
-];
-const ALERTMANAGER: &[Field] = &[f(
-    "bearer_token",
-    false,
-    true,
-    "bearer token, when Alertmanager sits behind auth",
-)];
 const DAEMON: &[Field] = &[
     f("api_token", true, true, "bearer token for the status API"),
     f("heartbeat_url", false, true, "dead-man's-switch ping URL"),
@@ -332,20 +153,8 @@ const NONE: &[Field] = &[];
 impl Schema {
     pub fn fields(self) -> &'static [Field] {
         match self {
-            Schema::Store(Marketplace::Ozon) => OZON,
-            Schema::Store(Marketplace::Amazon) => AMAZON,
-            Schema::Store(Marketplace::Alibaba | Marketplace::Aliexpress) => IOP,
-            Schema::Channel(k) => match k {
-                ChannelKind::Webhook => WEBHOOK,
-                ChannelKind::Slack => SLACK,
-                ChannelKind::Telegram => TELEGRAM,
-                ChannelKind::Email => EMAIL,
-                ChannelKind::Dingtalk => DINGTALK,
-                ChannelKind::Wecom => WECOM,
-                ChannelKind::Feishu => FEISHU,
-                ChannelKind::Alertmanager => ALERTMANAGER,
-                ChannelKind::Log => NONE,
-            },
+            Schema::Store(m) => m.spec().vault_fields,
+            Schema::Channel(k) => k.spec().vault_fields.unwrap_or(NONE),
             Schema::Daemon => DAEMON,
         }
     }
@@ -569,10 +378,8 @@ impl Document {
         }
         // A robot webhook is given whole as `url`, or as its token: one of the two.
         let token_field = match schema {
-            Schema::Channel(ChannelKind::Dingtalk) => Some("access_token"),
-            Schema::Channel(ChannelKind::Wecom) => Some("key"),
-            Schema::Channel(ChannelKind::Feishu) => Some("hook_token"),
-            _ => None,
+            Schema::Channel(k) => k.spec().robot.as_ref().map(|r| r.token_field),
+            Schema::Store(_) | Schema::Daemon => None,
         };
         if let Some(token) = token_field.filter(|_| !is_web) {
             let has = |n: &str| out_fields.iter().any(|(k, _)| k == n);

@@ -268,7 +268,8 @@ impl InProcess {
         let shared = daemon.shared().clone();
         // The scheduler has planned every store: moving the clock now passes their firings.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while storeguard::daemon::api::store_statuses(&shared, false)
+        while storeguard::web::view::from_daemon(&shared, storeguard::web::view::Accounts::Hidden)
+            .0
             .iter()
             .any(|s| s.enabled && s.next_check.is_none())
         {
@@ -436,7 +437,7 @@ async fn a_backoff_shows_in_next_check_and_survives_a_clock_stepped_back() {
     w.set_scenario("b0", Scenario::WrongKey);
     let d = InProcess::start(w, before_firing(60)).await;
     let next_check = || {
-        storeguard::daemon::api::store_statuses(&d.shared, false)[0]
+        storeguard::web::view::from_daemon(&d.shared, storeguard::web::view::Accounts::Hidden).0[0]
             .next_check
             .expect("a next check")
     };

@@ -13,5 +13,6 @@ mod daemon;
 mod email;
 mod faults;
 mod fuzz;
+mod layers;
 mod leak;
 mod page;

@@ -21,22 +21,23 @@ mod tax;
 mod tests;
 
 pub(super) use handlers::{index, store};
+pub use html::expiry_words;
 use html::*;
-pub use html::{esc, expiry_words};
 pub use render::{render_index, render_message, render_store};
 pub use tax::mask_tax_ids;
 
-use super::Shared;
+use super::html::Html;
+use super::view::StoreView;
 use crate::config::Config;
+use crate::daemon::Shared;
 use crate::i18n;
 use crate::model::{Language, Marketplace};
 use crate::outcome::{Facts, Finding, FindingKind, Status};
 use crate::state::{CheckRow, IncidentRow};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 /// How many checks the strip of each store shows.
@@ -50,7 +51,7 @@ pub(super) const MAX_SEARCH: usize = 100;
 /// Longest query string considered at all.
 pub(super) const MAX_QUERY: usize = 2048;
 
-pub(super) const CSS: &str = include_str!("../page.css");
+pub(super) const CSS: &str = include_str!("page.css");
 /// Marks that script and style sheet ran (the browser test checks both under the CSP), then
 /// reloads every minute unless someone is typing in the filter form.
 pub(super) const JS: &str = r#"(function(){var d=document.documentElement,s=document.querySelector("style");d.setAttribute("data-js","on");d.setAttribute("data-css",s&&s.sheet&&s.sheet.cssRules.length?"on":"off");function t(){var a=document.activeElement;if(a&&/^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)){setTimeout(t,10000);return}location.reload()}setTimeout(t,60000)})();"#;
@@ -169,30 +170,6 @@ impl Shown {
     }
 }
 
-/// One store as the page shows it. Holds no secret; `account` only when the caller may see it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoreView {
-    pub id: String,
-    pub name: String,
-    pub marketplace: Marketplace,
-    pub tags: Vec<String>,
-    pub enabled: bool,
-    /// Status of the last check; `None` before the first one.
-    pub status: Option<Status>,
-    pub findings: Vec<Finding>,
-    pub account: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub last_check: Option<DateTime<Utc>>,
-    /// When the next check runs (after a backoff, when one is in force).
-    pub next_check: Option<DateTime<Utc>>,
-    /// Checks wait after a refused or throttled login.
-    pub backing_off: bool,
-    pub latency_ms: Option<u64>,
-    pub open_incidents: usize,
-    /// The newest login records, newest first (at most [`STRIP_LEN`] are drawn).
-    pub recent: Vec<CheckRow>,
-}
-
 impl StoreView {
     pub fn shown(&self) -> Shown {
         Shown::of(self.enabled, self.status)
@@ -256,8 +233,8 @@ impl PageQuery {
             })
     }
 
-    /// A link to `path` with these filters and `lang` (already HTML-escaped).
-    fn href(&self, path: &str, lang: Option<Language>, with_filters: bool) -> String {
+    /// A link to `path` with these filters and `lang`.
+    fn href(&self, path: &str, lang: Option<Language>, with_filters: bool) -> Html {
         let mut ser = url::form_urlencoded::Serializer::new(String::new());
         if with_filters {
             if let Some(m) = self.marketplace {
@@ -278,9 +255,9 @@ impl PageQuery {
         }
         let qs = ser.finish();
         if qs.is_empty() {
-            esc(path)
+            Html::text(path)
         } else {
-            esc(&format!("{path}?{qs}"))
+            Html::text(&format!("{path}?{qs}"))
         }
     }
 }
@@ -311,12 +288,11 @@ pub struct Index<'a> {
 pub struct Detail<'a> {
     pub ctx: Ctx,
     pub store: &'a StoreView,
-    /// Facts of the last check (`account` already removed when the caller may not see it).
+    /// Facts of the last check.
     pub facts: Option<&'a Facts>,
     pub incidents: &'a [IncidentRow],
     /// Newest first.
     pub history: &'a [CheckRow],
-    pub show_accounts: bool,
     pub lang_param: Option<Language>,
     pub history_ok: bool,
 }

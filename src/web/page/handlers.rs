@@ -1,6 +1,8 @@
 //! Handlers: gather plain data from the daemon, render, answer with safe headers.
 
 use super::*;
+use crate::web::view::{self, Accounts};
+use crate::web::{NoSuchStore, ReadAccess, StoreIdParam, Unauthorised};
 
 pub(super) fn html(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
@@ -37,63 +39,12 @@ pub(super) fn known_tags(config: &Config) -> Vec<String> {
     tags
 }
 
-/// The stores as the page shows them (without history), plus open incidents and next sweep.
-pub(super) fn views(
-    shared: &Shared,
-    show_accounts: bool,
-) -> (
-    Vec<StoreView>,
-    usize,
-    Option<DateTime<Utc>>,
-    Arc<crate::daemon::Live>,
-) {
+/// The stores as the page shows them (without history), plus the count of open incidents.
+pub(super) fn views(shared: &Shared) -> (Vec<StoreView>, usize, Arc<crate::daemon::Live>) {
     let live = shared.live();
-    let now = shared.clock.now();
-    let mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
-    let views: Vec<StoreView> = live
-        .config
-        .stores
-        .iter()
-        .map(|s| {
-            let m = mem.get(&s.id);
-            let last = m.and_then(|m| m.last.as_ref());
-            StoreView {
-                id: s.id.clone(),
-                name: s.name.clone(),
-                marketplace: s.marketplace,
-                tags: s.tags.clone(),
-                enabled: s.enabled,
-                status: last.map(|o| o.status),
-                findings: last.map(|o| o.findings.clone()).unwrap_or_default(),
-                account: show_accounts
-                    .then(|| {
-                        last.and_then(|o| o.facts.account.clone())
-                            .or_else(|| s.account.clone())
-                    })
-                    .flatten(),
-                expires_at: last.and_then(|o| o.facts.expires_at),
-                last_check: last.map(|o| o.checked_at),
-                next_check: m
-                    .and_then(|m| m.next_check(s, live.config.daemon.timezone, now))
-                    .filter(|_| s.enabled),
-                backing_off: m
-                    .and_then(|m| m.backoff.until)
-                    .is_some_and(|u| u > now && s.enabled),
-                latency_ms: last.map(|o| o.facts.latency_ms),
-                open_incidents: m.map_or(0, |m| m.health.open.len()),
-                recent: Vec::new(),
-            }
-        })
-        .collect();
-    let grouped: usize = mem
-        .iter()
-        .filter(|(k, _)| k.starts_with(crate::event::GROUP_PREFIX))
-        .map(|(_, m)| m.health.open.len())
-        .sum();
-    drop(mem);
-    let open = views.iter().map(|v| v.open_incidents).sum::<usize>() + grouped;
-    let next = views.iter().filter_map(|v| v.next_check).min();
-    (views, open, next, live)
+    let (views, grouped) = view::from_daemon(shared, Accounts::Shown);
+    let open = views.iter().map(|v| v.open_incidents.len()).sum::<usize>() + grouped;
+    (views, open, live)
 }
 
 pub(super) fn ctx_for(shared: &Shared, config: &Config, lang: Option<Language>) -> Ctx {
@@ -109,8 +60,9 @@ pub(super) fn history_since(ctx: &Ctx, config: &Config) -> DateTime<Utc> {
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
-pub(super) fn index_page(shared: &Shared, raw: Option<&str>, show_accounts: bool) -> String {
-    let (mut stores, open_incidents, next_sweep, live) = views(shared, show_accounts);
+pub(super) fn index_page(shared: &Shared, raw: Option<&str>) -> String {
+    let (mut stores, open_incidents, live) = views(shared);
+    let next_sweep = stores.iter().filter_map(|v| v.next_check).min();
     let tags = known_tags(&live.config);
     let query = PageQuery::parse(raw, &tags);
     let ctx = ctx_for(shared, &live.config, query.lang);
@@ -131,13 +83,6 @@ pub(super) fn index_page(shared: &Shared, raw: Option<&str>, show_accounts: bool
             false
         }
     };
-    if !show_accounts {
-        for s in &mut stores {
-            for r in &mut s.recent {
-                r.account = None;
-            }
-        }
-    }
     render_index(&Index {
         ctx,
         stores: &stores,
@@ -153,9 +98,8 @@ pub(super) fn store_page(
     shared: &Shared,
     id: Option<&str>,
     raw: Option<&str>,
-    show_accounts: bool,
 ) -> (StatusCode, String) {
-    let (stores, _, _, live) = views(shared, show_accounts);
+    let (stores, _, live) = views(shared);
     let query = PageQuery::parse(raw, &[]);
     let ctx = ctx_for(shared, &live.config, query.lang);
     let Some(mut store) = id.and_then(|id| stores.into_iter().find(|s| s.id == id)) else {
@@ -175,16 +119,10 @@ pub(super) fn store_page(
         .unwrap_or_else(|e| e.into_inner())
         .get(&store.id)
         .and_then(|m| m.last.as_ref())
-        .map(|o| {
-            let mut f = o.facts.clone();
-            if !show_accounts {
-                f.account = None;
-            }
-            f
-        });
+        .map(|o| o.facts.clone());
     let since = history_since(&ctx, &live.config);
     let mut history_ok = true;
-    let mut history = shared
+    let history = shared
         .state
         .history(&store.id, since, HISTORY_ROWS.max(STRIP_LEN))
         .unwrap_or_else(|e| {
@@ -200,11 +138,6 @@ pub(super) fn store_page(
             history_ok = false;
             Vec::new()
         });
-    if !show_accounts {
-        for r in &mut history {
-            r.account = None;
-        }
-    }
     store.recent = history.iter().take(STRIP_LEN).cloned().collect();
     let body = render_store(&Detail {
         ctx,
@@ -212,7 +145,6 @@ pub(super) fn store_page(
         facts: facts.as_ref(),
         incidents: &incidents,
         history: &history,
-        show_accounts,
         lang_param: query.lang,
         history_ok,
     });
@@ -250,16 +182,14 @@ pub(super) fn failed() -> Response {
 
 /// `GET /`.
 pub(crate) async fn index(
+    access: Result<ReadAccess, Unauthorised>,
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if !crate::daemon::api::read_allowed(&shared, &headers) {
+    if access.is_err() {
         return denied(&shared, raw.as_deref());
     }
-    // Reads need no token only on loopback; off loopback this request carries the token.
-    let show_accounts = true;
-    match blocking(move || index_page(&shared, raw.as_deref(), show_accounts)).await {
+    match blocking(move || index_page(&shared, raw.as_deref())).await {
         Some(body) => html(StatusCode::OK, body),
         None => failed(),
     }
@@ -267,18 +197,16 @@ pub(crate) async fn index(
 
 /// `GET /stores/{id}`.
 pub(crate) async fn store(
+    access: Result<ReadAccess, Unauthorised>,
     State(shared): State<Arc<Shared>>,
-    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
+    id: Result<StoreIdParam, NoSuchStore>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if !crate::daemon::api::read_allowed(&shared, &headers) {
+    if access.is_err() {
         return denied(&shared, raw.as_deref());
     }
-    let id = id.ok().map(|Path(id)| id).filter(|id| id.len() <= 64);
-    let show_accounts = true;
-    match blocking(move || store_page(&shared, id.as_deref(), raw.as_deref(), show_accounts)).await
-    {
+    let id = id.ok().map(|StoreIdParam(id)| id);
+    match blocking(move || store_page(&shared, id.as_deref(), raw.as_deref())).await {
         Some((status, body)) => html(status, body),
         None => failed(),
     }

@@ -5,7 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::time::Duration;
+
+mod spec;
+pub use spec::{
+    ChannelSpec, Endpoint, Field, FieldType, MarketplaceSpec, Robot, TELEGRAM_GROUP_LIMITS, TokenAt,
+};
 
 /// Declares a closed vocabulary from one table: the enum, `ALL` (every variant, in table
 /// order), `as_str` (its canonical id, which is also its serde and config spelling), `parse`
@@ -60,76 +64,6 @@ vocabulary! {
         Amazon = "amazon",
         Alibaba = "alibaba",
         Aliexpress = "aliexpress",
-    }
-}
-
-/// What storeguard knows about a marketplace beyond its id.
-#[derive(Debug)]
-pub struct MarketplaceSpec {
-    /// The name sellers know it by.
-    pub display_name: &'static str,
-    /// The tightest schedule the marketplace's rate limits allow for a probe.
-    pub min_check_interval: Duration,
-    /// What a store's `account` holds, as `store add` asks for it.
-    pub account_prompt: &'static str,
-    /// Whether a store must name its `account` (`config check` insists).
-    pub account_required: bool,
-    /// What to write when it is missing.
-    pub account_help: &'static str,
-}
-
-impl Marketplace {
-    /// Its table entry; a new marketplace does not compile until it has one.
-    pub fn spec(self) -> &'static MarketplaceSpec {
-        const MINUTE: Duration = Duration::from_secs(60);
-        const SELLER_ID: &str = "Seller id";
-        const SELLER_ID_HELP: &str =
-            "add account = \"<seller id>\" (the seller id the app was authorised for)";
-        const OZON: MarketplaceSpec = MarketplaceSpec {
-            display_name: "Ozon",
-            min_check_interval: MINUTE,
-            account_prompt: "Client-Id (account number)",
-            account_required: true,
-            account_help: "add account = \"<Client-Id>\" (the seller account number shown next to the API key)",
-        };
-        // 0.016 requests/second per app+seller pair: a probe every 5 minutes at most.
-        const AMAZON: MarketplaceSpec = MarketplaceSpec {
-            display_name: "Amazon",
-            min_check_interval: Duration::from_secs(300),
-            account_prompt: "Seller id (optional)",
-            account_required: false,
-            account_help: "",
-        };
-        const ALIBABA: MarketplaceSpec = MarketplaceSpec {
-            display_name: "Alibaba.com",
-            min_check_interval: MINUTE,
-            account_prompt: SELLER_ID,
-            account_required: true,
-            account_help: SELLER_ID_HELP,
-        };
-        const ALIEXPRESS: MarketplaceSpec = MarketplaceSpec {
-            display_name: "AliExpress",
-            min_check_interval: MINUTE,
-            account_prompt: SELLER_ID,
-            account_required: true,
-            account_help: SELLER_ID_HELP,
-        };
-        match self {
-            Marketplace::Ozon => &OZON,
-            Marketplace::Amazon => &AMAZON,
-            Marketplace::Alibaba => &ALIBABA,
-            Marketplace::Aliexpress => &ALIEXPRESS,
-        }
-    }
-
-    /// Display name as sellers know it.
-    pub fn display_name(self) -> &'static str {
-        self.spec().display_name
-    }
-
-    /// The tightest schedule the marketplace's rate limits allow for a probe.
-    pub fn min_check_interval(self) -> Duration {
-        self.spec().min_check_interval
     }
 }
 
@@ -225,5 +159,37 @@ mod vocabulary_tests {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
         assert_eq!(Marketplace::parse("wildberries"), None);
+    }
+
+    #[test]
+    fn every_spec_entry_is_complete() {
+        for m in Marketplace::ALL {
+            let spec = m.spec();
+            assert!(!spec.endpoints.is_empty(), "{m} has no endpoint");
+            for e in spec.endpoints {
+                let u = url::Url::parse(e.default).unwrap();
+                assert_eq!(u.scheme(), "https", "{m}.{}", e.key);
+            }
+            assert!(spec.vault_fields.iter().any(|f| f.secret), "{m}");
+            let mut names: Vec<_> = spec.vault_fields.iter().map(|f| f.name).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), spec.vault_fields.len(), "{m} repeats a field");
+        }
+        for k in ChannelKind::ALL {
+            let spec = k.spec();
+            assert!(!spec.display_name.is_empty());
+            assert_eq!(spec.limits.is_empty(), k == ChannelKind::Log, "{k}");
+            if let Some(r) = &spec.robot {
+                let fields = spec.vault_fields.expect("a robot has a vault entry");
+                for name in [r.token_field, "url"] {
+                    assert!(
+                        fields.iter().any(|f| f.name == name && f.secret),
+                        "{k}.{name}"
+                    );
+                }
+                assert!(r.example.starts_with(&format!("https://{}", r.hosts[0])));
+            }
+        }
     }
 }
