@@ -17,15 +17,23 @@ use std::time::Duration;
 use toml::Spanned;
 use url::Url;
 
+mod channel;
+mod daemon;
+mod defaults;
+mod endpoints;
 mod error;
+mod maintenance;
 mod raw;
+mod store;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+use defaults::channel_refs;
 use error::*;
 pub use error::{ConfigError, Location, Problem};
 use raw::*;
+use store::StoreCx;
 pub use validate::check_endpoint;
 use validate::*;
 

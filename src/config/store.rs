@@ -1,0 +1,197 @@
+//! `[[store]]`: one store to watch.
+
+use super::*;
+
+/// What checking a store needs from the rest of the config, and what it remembers between
+/// stores (ids seen, schedules parsed).
+pub(super) struct StoreCx<'a> {
+    pub(super) defaults: &'a Defaults,
+    pub(super) raw_defaults: &'a RawDefaults,
+    pub(super) endpoints: &'a Endpoints,
+    pub(super) channel_names: &'a HashSet<String>,
+    /// Offsets, located only for a duplicate: locating walks the text from its start.
+    pub(super) seen: HashMap<String, usize>,
+    /// Stores that spell out the same schedule share one parse.
+    pub(super) schedules: HashMap<String, CronSchedule>,
+}
+
+impl Store {
+    pub(super) fn from_raw(
+        st: Spanned<RawStore>,
+        cx: &mut StoreCx<'_>,
+        c: &mut Collector<'_>,
+    ) -> Option<Store> {
+        let table_span = st.span();
+        let st = st.into_inner();
+        let id = st.id.get_ref().clone();
+        if !is_valid_id(&id) {
+            c.at(
+                st.id.span(),
+                format!("store id `{id}` is not allowed"),
+                "use lowercase letters, digits, '-' and '_', starting with a letter or digit (e.g. \"ozon-main\")",
+            );
+        }
+        if let Some(&first) = cx.seen.get(&id) {
+            let first = c.src.locate(first);
+            c.at(
+                st.id.span(),
+                format!(
+                    "duplicate store id `{id}` (first defined at line {})",
+                    first.line
+                ),
+                "give every [[store]] its own id",
+            );
+        } else {
+            cx.seen.insert(id.clone(), st.id.span().start);
+        }
+        let marketplace = *st.marketplace.get_ref();
+        let account = match &st.account {
+            None => None,
+            Some(v) => match scalar_string(v.get_ref()) {
+                Some(s) if !s.is_empty() => Some(s),
+                _ => {
+                    c.at(
+                        v.span(),
+                        "account must be a number or a string",
+                        "write the account number, e.g. account = \"1234567\"",
+                    );
+                    None
+                }
+            },
+        };
+        if account.is_none() && st.account.is_none() && marketplace.spec().account_required {
+            c.at(
+                table_span.clone(),
+                format!("store `{id}` has no `account`"),
+                marketplace.spec().account_help,
+            );
+        }
+        if marketplace == Marketplace::Amazon && st.region.is_none() {
+            c.at(
+                table_span.clone(),
+                format!("Amazon store `{id}` has no `region`"),
+                "add region = \"na\", \"eu\" or \"fe\" (the Selling Partner API region of its marketplaces)",
+            );
+        }
+        if marketplace != Marketplace::Amazon && st.region.is_some() {
+            c.at(
+                table_span.clone(),
+                format!("store `{id}`: `region` applies only to Amazon stores"),
+                "remove it",
+            );
+        }
+        if marketplace != Marketplace::Amazon && st.marketplaces.is_some() {
+            c.at(
+                table_span.clone(),
+                format!("store `{id}`: `marketplaces` applies only to Amazon stores"),
+                "remove it",
+            );
+        }
+        let schedule = match &st.schedule {
+            // Stores that spell out the same schedule share one parse.
+            Some(s) => match cx.schedules.get(s.get_ref()) {
+                Some(parsed) => Some(parsed.clone()),
+                None => {
+                    let parsed = schedule_field(c, s);
+                    if let Some(p) = &parsed {
+                        cx.schedules.insert(s.get_ref().clone(), p.clone());
+                    }
+                    parsed
+                }
+            },
+            None => Some(cx.defaults.schedule.clone()),
+        };
+        // The minimum intervals protect real marketplaces; fakes on loopback may be polled fast.
+        let on_loopback = match marketplace {
+            // Only the store's own region counts (and the token endpoint).
+            Marketplace::Amazon => {
+                is_loopback_host(cx.endpoints.get(marketplace, "token_endpoint"))
+                    && is_loopback_host(
+                        cx.endpoints
+                            .amazon_region(st.region.unwrap_or(AmazonRegion::Na)),
+                    )
+            }
+            _ => marketplace
+                .spec()
+                .endpoints
+                .iter()
+                .all(|e| is_loopback_host(cx.endpoints.get(marketplace, e.key))),
+        };
+        if let Some(sched) = schedule.as_ref().filter(|_| !on_loopback) {
+            let min = marketplace.min_check_interval();
+            if sched.min_interval() < min {
+                let (span, whose) = match &st.schedule {
+                    Some(s) => (s.span(), "its schedule"),
+                    None => (
+                        cx.raw_defaults
+                            .schedule
+                            .as_ref()
+                            .map_or(table_span.clone(), |s| s.span()),
+                        "the default schedule",
+                    ),
+                };
+                c.at(
+                    span,
+                    format!(
+                        "store `{id}`: {whose} `{}` checks more often than {} allows (at most every {})",
+                        sched.as_str(),
+                        marketplace.display_name(),
+                        crate::duration::format(min)
+                    ),
+                    format!(
+                        "use a schedule such as \"*/{} * * * *\" or slower; tighter checks get the key throttled",
+                        (min.as_secs() / 60).max(1)
+                    ),
+                );
+            }
+        }
+        let timeout = duration_field(
+            c,
+            st.timeout.as_ref(),
+            cx.defaults.timeout,
+            "timeout",
+            Duration::from_secs(1),
+        );
+        let store_channels = match &st.channels {
+            Some(l) => channel_refs(c, l, cx.channel_names),
+            None => cx.defaults.channels.clone(),
+        };
+        let proxy = st.proxy.as_ref().and_then(|p| match Url::parse(p.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https" | "socks5" | "socks5h") => {
+                if u.password().is_some() {
+                    c.at(
+                        p.span(),
+                        "the proxy URL carries a password",
+                        format!("remove it here and put proxy_password in the vault: storeguard vault edit store/{id}"),
+                    );
+                    None
+                } else {
+                    Some(u)
+                }
+            }
+            Ok(u) => {
+                c.at(p.span(), format!("proxy scheme `{}` is not supported", u.scheme()), "use http://, https:// or socks5://");
+                None
+            }
+            Err(e) => {
+                c.at(p.span(), format!("`{}` is not a proxy URL ({e})", p.get_ref()), "write it like \"socks5://10.0.0.2:1080\"");
+                None
+            }
+        });
+        let name = st.name.clone().unwrap_or_else(|| id.clone());
+        schedule.map(|schedule| Store {
+            id,
+            marketplace,
+            name,
+            account,
+            region: st.region,
+            marketplaces: st.marketplaces.clone().unwrap_or_default(),
+            schedule,
+            timeout,
+            channels: store_channels,
+            proxy,
+            tags: st.tags.clone(),
+            enabled: st.enabled,
+        })
+    }
+}
