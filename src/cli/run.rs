@@ -42,10 +42,15 @@ pub fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_target(false);
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Colour only for a person at a terminal: a log file or a pipe gets plain text.
+    let colour = {
+        use std::io::IsTerminal as _;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+    };
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Auto if journald => builder.without_time().compact().with_ansi(false).try_init(),
-        _ => builder.compact().try_init(),
+        _ => builder.compact().with_ansi(colour).try_init(),
     };
 }
 

@@ -411,6 +411,10 @@ pub async fn run(
     let cancel = shared.cancel.clone();
     let tracker = shared.tasks.clone();
 
+    // The address the listener was given (`listen = "127.0.0.1:0"` picks a free port).
+    let listening = listener
+        .local_addr()
+        .map_or_else(|_| config.daemon.listen.to_string(), |a| a.to_string());
     tracker.spawn(crate::web::serve(listener, shared.clone(), cancel.clone()));
     tracker.spawn(deliver_loop(shared.clone(), cancel.clone()));
     tracker.spawn(reload_loop(shared.clone(), parts, reload, cancel.clone()));
@@ -433,7 +437,7 @@ pub async fn run(
     tracing::info!(
         stores = config.stores.iter().filter(|s| s.enabled).count(),
         channels = config.channels.len(),
-        listen = %config.daemon.listen,
+        listen = %listening,
         "storeguard running"
     );
 

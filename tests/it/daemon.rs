@@ -12,9 +12,8 @@ use storeguard::model::Marketplace;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_remind_fix_gives_one_opened_reminders_and_one_resolved() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a"), ozon("ozon-b")], port, &receiver, "3s").await;
-    let d = Daemon::start(&w, port);
+    let w = world(vec![ozon("ozon-a"), ozon("ozon-b")], &receiver, "3s").await;
+    let d = Daemon::start(&w);
     wait_checked(&d, "ozon-b").await;
     assert!(
         receiver.delivered().is_empty(),
@@ -36,13 +35,7 @@ async fn break_remind_fix_gives_one_opened_reminders_and_one_resolved() {
     })
     .await;
     // A few more checks: nothing more arrives.
-    let before = d.store("ozon-b").await.unwrap()["last_check"].clone();
-    eventually(Duration::from_secs(10), "more checks", || async {
-        d.store("ozon-b")
-            .await
-            .is_some_and(|s| s["last_check"] != before)
-    })
-    .await;
+    d.wait_next_check("ozon-b").await;
     let all = receiver.delivered();
     let opened = receiver.events("ozon-b", "opened");
     assert_eq!(opened.len(), 1);
@@ -57,16 +50,17 @@ async fn break_remind_fix_gives_one_opened_reminders_and_one_resolved() {
     assert_eq!(opened[0].field("finding"), "account_blocked");
     assert_eq!(opened[0].field("severity"), "critical");
     assert!(!d.log().contains("CANARY"));
+    // A log that goes to a file is plain text, without colour codes.
+    assert!(!d.log().contains('\x1b'), "{}", d.log());
     assert!(d.stop().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_neither_repeat_opened_nor_lose_resolved() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    let w = world(vec![ozon("ozon-a")], &receiver, "1h").await;
     w.set_scenario("ozon-a", Scenario::CompanyBlocked);
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     eventually(Duration::from_secs(20), "opened", || async {
         receiver.events("ozon-a", "opened").len() == 1
     })
@@ -74,7 +68,7 @@ async fn restarts_neither_repeat_opened_nor_lose_resolved() {
 
     // Graceful restart.
     assert!(d.stop().success());
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     let first = d.store("ozon-a").await;
     eventually(Duration::from_secs(20), "checked after restart", || async {
         d.store("ozon-a").await.is_some_and(|s| {
@@ -88,7 +82,7 @@ async fn restarts_neither_repeat_opened_nor_lose_resolved() {
     .await;
     // Hard kill.
     d.kill9();
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     wait_checked(&d, "ozon-a").await;
     eventually(Duration::from_secs(10), "a check after kill -9", || async {
         d.store("ozon-a")
@@ -117,9 +111,8 @@ async fn restarts_neither_repeat_opened_nor_lose_resolved() {
 async fn receiver_outage_queues_in_order_and_kill9_redelivers_same_event_id() {
     let receiver = Receiver::start().await;
     receiver.set_mode(DOWN, 0);
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a"), ozon("ozon-b")], port, &receiver, "1h").await;
-    let d = Daemon::start(&w, port);
+    let w = world(vec![ozon("ozon-a"), ozon("ozon-b")], &receiver, "1h").await;
+    let d = Daemon::start(&w);
     wait_checked(&d, "ozon-a").await;
     w.set_scenario("ozon-a", Scenario::CompanyBlocked);
     w.set_scenario("ozon-b", Scenario::CompanyBlocked);
@@ -173,7 +166,7 @@ async fn receiver_outage_queues_in_order_and_kill9_redelivers_same_event_id() {
     .await;
     d.kill9();
     receiver.set_mode(UP, 0);
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     eventually(Duration::from_secs(60), "redelivered", || async {
         receiver.events("ozon-b", "resolved").len() >= 2
     })
@@ -190,18 +183,12 @@ async fn receiver_outage_queues_in_order_and_kill9_redelivers_same_event_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rejects_a_broken_config_and_applies_a_good_one() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
-    let d = Daemon::start(&w, port);
-    wait_checked(&d, "ozon-a").await;
+    let (w, d) = started(vec![ozon("ozon-a")], &receiver, "1h").await;
     let good = std::fs::read_to_string(&w.config_path).unwrap();
 
     std::fs::write(&w.config_path, format!("{good}\n[defaults]\nbogus = 1\n")).unwrap();
-    d.signal(nix::sys::signal::Signal::SIGHUP);
-    eventually(Duration::from_secs(10), "reload rejected", || async {
-        d.log().contains("configuration reload rejected")
-    })
-    .await;
+    d.reload();
+    d.wait_log("configuration reload rejected").await;
     eventually(
         Duration::from_secs(20),
         "alert about the rejected reload",
@@ -213,13 +200,7 @@ async fn sighup_rejects_a_broken_config_and_applies_a_good_one() {
         },
     )
     .await;
-    let last = d.store("ozon-a").await.unwrap()["last_check"].clone();
-    eventually(Duration::from_secs(10), "still checking", || async {
-        d.store("ozon-a")
-            .await
-            .is_some_and(|s| s["last_check"] != last)
-    })
-    .await;
+    d.wait_next_check("ozon-a").await;
 
     let with_new = good.replacen(
         "[[store]]",
@@ -227,15 +208,12 @@ async fn sighup_rejects_a_broken_config_and_applies_a_good_one() {
         1,
     );
     std::fs::write(&w.config_path, with_new).unwrap();
-    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.reload();
     eventually(Duration::from_secs(10), "new store listed", || async {
         d.store("ozon-new").await.is_some()
     })
     .await;
-    eventually(Duration::from_secs(10), "reload logged", || async {
-        d.log().contains("configuration reloaded")
-    })
-    .await;
+    d.wait_log("configuration reloaded").await;
     // The good reload resolves the rejected one's alert.
     eventually(Duration::from_secs(20), "reload alert resolved", || async {
         !receiver.events("storeguard", "resolved").is_empty()
@@ -247,8 +225,7 @@ async fn sighup_rejects_a_broken_config_and_applies_a_good_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sd_notify_ready_after_load_and_watchdog_pings() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    let w = world(vec![ozon("ozon-a")], &receiver, "1h").await;
     let sock_path = w.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(15)))
@@ -257,7 +234,7 @@ async fn sd_notify_ready_after_load_and_watchdog_pings() {
         ("NOTIFY_SOCKET", sock_path.display().to_string()),
         ("WATCHDOG_USEC", "1000000".to_string()),
     ];
-    let d = Daemon::start_env(&w, port, &env);
+    let d = Daemon::start_env(&w, &env);
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline
@@ -297,8 +274,7 @@ async fn sd_notify_ready_after_load_and_watchdog_pings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_ready_and_a_clear_error_on_a_bad_vault() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    let w = world(vec![ozon("ozon-a")], &receiver, "1h").await;
     // A store's damaged entry fails alone (see below); a channel's stops the start, since
     // alerts could not go out.
     std::fs::write(
@@ -309,11 +285,7 @@ async fn no_ready_and_a_clear_error_on_a_bad_vault() {
     let sock_path = w.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_nonblocking(true).unwrap();
-    let mut d = Daemon::start_env(
-        &w,
-        port,
-        &[("NOTIFY_SOCKET", sock_path.display().to_string())],
-    );
+    let mut d = Daemon::start_env(&w, &[("NOTIFY_SOCKET", sock_path.display().to_string())]);
     let status = wait_child(d.child.as_mut().unwrap(), Duration::from_secs(20));
     assert!(!status.success());
     let log = d.log();
@@ -330,18 +302,16 @@ async fn no_ready_and_a_clear_error_on_a_bad_vault() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool_and_api_needs_the_token_for_post() {
     let receiver = Receiver::start().await;
-    let port = free_port();
     let w = world(
         vec![
             ozon("ozon-a"),
             StoreSpec::new("amz", "Amazon", Marketplace::Amazon),
         ],
-        port,
         &receiver,
         "1h",
     )
     .await;
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     wait_checked(&d, "ozon-a").await;
     wait_checked(&d, "amz").await;
     let (status, metrics) = d.get("/metrics").await.unwrap();
@@ -428,13 +398,12 @@ async fn metrics_pass_promtool_and_api_needs_the_token_for_post() {
 async fn routing_filters_pick_channels_per_store_and_event() {
     let ozon_only = Receiver::start().await;
     let resolved_only = Receiver::start().await;
-    let port = free_port();
     let hooks = [
         ("ozon-hook", "stores = [\"ozon-*\"]", &ozon_only),
         ("resolved-hook", "events = [\"resolved\"]", &resolved_only),
     ];
-    let w = world_with(vec![ozon("ozon-a"), ozon("shop-b")], port, &hooks, "1h", "").await;
-    let d = Daemon::start(&w, port);
+    let w = world_with(vec![ozon("ozon-a"), ozon("shop-b")], &hooks, "1h", "").await;
+    let d = Daemon::start(&w);
     wait_checked(&d, "shop-b").await;
     w.set_scenario("ozon-a", Scenario::CompanyBlocked);
     w.set_scenario("shop-b", Scenario::CompanyBlocked);
@@ -484,7 +453,6 @@ async fn routing_filters_pick_channels_per_store_and_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_holds_notifications_and_releases_what_is_still_open() {
     let receiver = Receiver::start().await;
-    let port = free_port();
     let now = chrono::Utc::now();
     let end = now + chrono::Duration::seconds(8);
     let window = format!(
@@ -494,13 +462,12 @@ async fn maintenance_holds_notifications_and_releases_what_is_still_open() {
     );
     let w = world_with(
         vec![ozon("held-a"), ozon("held-b"), ozon("free")],
-        port,
         &[("hook", "", &receiver)],
         "1h",
         &window,
     )
     .await;
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     wait_checked(&d, "held-b").await;
     w.set_scenario("held-a", Scenario::CompanyBlocked);
     w.set_scenario("held-b", Scenario::CompanyBlocked);
@@ -555,10 +522,9 @@ async fn maintenance_holds_notifications_and_releases_what_is_still_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketplace_outage_is_one_grouped_incident() {
     let receiver = Receiver::start().await;
-    let port = free_port();
     let stores: Vec<_> = (0..6).map(|i| ozon(&format!("ozon-{i}"))).collect();
-    let w = world(stores, port, &receiver, "1h").await;
-    let d = Daemon::start(&w, port);
+    let w = world(stores, &receiver, "1h").await;
+    let d = Daemon::start(&w);
     for i in 0..6 {
         wait_checked(&d, &format!("ozon-{i}")).await;
     }
@@ -583,13 +549,7 @@ async fn marketplace_outage_is_one_grouped_incident() {
     })
     .await;
     // A few more checks, then: only the grouped pair was sent, never per-store outage alerts.
-    let last = d.store("ozon-0").await.unwrap()["last_check"].clone();
-    eventually(Duration::from_secs(10), "more checks", || async {
-        d.store("ozon-0")
-            .await
-            .is_some_and(|s| s["last_check"] != last)
-    })
-    .await;
+    d.wait_next_check("ozon-0").await;
     let all = receiver.delivered();
     assert_eq!(
         all.len(),
@@ -621,11 +581,9 @@ async fn a_dead_channel_delays_only_itself() {
     }
     let healthy = Receiver::start().await;
     let placeholder = Receiver::start().await;
-    let port = free_port();
     let stores: Vec<_> = (0..8).map(|i| ozon(&format!("ozon-{i}"))).collect();
     let w = crate::util::proc::world_with(
         stores,
-        port,
         &[("dead", "", &placeholder), ("hook", "", &healthy)],
         "1h",
         "",
@@ -637,7 +595,7 @@ async fn a_dead_channel_delays_only_itself() {
         &format!("url = \"{dead_url}\"\n"),
     )
     .unwrap();
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     for i in 0..8 {
         wait_checked(&d, &format!("ozon-{i}")).await;
     }
@@ -670,13 +628,12 @@ async fn a_dead_channel_delays_only_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_cannot_use_up_the_daemons_descriptors() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
-    let d = Daemon::start_under(&w, port, &[], &["prlimit", "--nofile=1024:1024", "--"]);
+    let w = world(vec![ozon("ozon-a")], &receiver, "1h").await;
+    let d = Daemon::start_under(&w, &[], &["prlimit", "--nofile=1024:1024", "--"]);
     wait_checked(&d, "ozon-a").await;
     let mut idle = Vec::new();
     for _ in 0..1100 {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        match tokio::net::TcpStream::connect(d.addr()).await {
             Ok(s) => idle.push(s),
             Err(_) => break,
         }
@@ -689,7 +646,7 @@ async fn idle_connections_cannot_use_up_the_daemons_descriptors() {
         1,
     );
     std::fs::write(&w.config_path, with_new).unwrap();
-    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.reload();
     w.set_scenario("ozon-a", Scenario::CompanyBlocked);
     eventually(
         Duration::from_secs(8),
@@ -715,19 +672,13 @@ async fn idle_connections_cannot_use_up_the_daemons_descriptors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_refuses_a_config_that_drops_every_store() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
-    let d = Daemon::start(&w, port);
-    wait_checked(&d, "ozon-a").await;
+    let (w, d) = started(vec![ozon("ozon-a")], &receiver, "1h").await;
     let good = std::fs::read_to_string(&w.config_path).unwrap();
     let cut = &good[..good.find("[defaults]").or(good.find("[[")).unwrap()];
     assert!(cut.contains("[daemon]") && !cut.contains("[[store]]"));
     std::fs::write(&w.config_path, cut).unwrap();
-    d.signal(nix::sys::signal::Signal::SIGHUP);
-    eventually(Duration::from_secs(10), "reload rejected", || async {
-        d.log().contains("configuration reload rejected")
-    })
-    .await;
+    d.reload();
+    d.wait_log("configuration reload rejected").await;
     assert!(d.log().contains("has no [[store]]"), "{}", d.log());
     eventually(Duration::from_secs(20), "alert about it", || async {
         !receiver.events("storeguard", "opened").is_empty()
@@ -737,16 +688,10 @@ async fn sighup_refuses_a_config_that_drops_every_store() {
     assert_eq!(opened.field("finding"), "daemon_fault");
     // D9: about storeguard itself, so no marketplace (not a placeholder one).
     assert!(opened.body["marketplace"].is_null(), "{}", opened.body);
-    let last = d.store("ozon-a").await.unwrap()["last_check"].clone();
-    eventually(Duration::from_secs(10), "still checking", || async {
-        d.store("ozon-a")
-            .await
-            .is_some_and(|s| s["last_check"] != last)
-    })
-    .await;
+    d.wait_next_check("ozon-a").await;
 
     // A second bad reload is the same state of affairs: no second alert.
-    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.reload();
     eventually(
         Duration::from_secs(10),
         "second reload rejected",
@@ -755,7 +700,7 @@ async fn sighup_refuses_a_config_that_drops_every_store() {
     .await;
     // D9: the good config back, and the alert resolves (same incident, once).
     std::fs::write(&w.config_path, &good).unwrap();
-    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.reload();
     eventually(Duration::from_secs(20), "the alert resolves", || async {
         !receiver.events("storeguard", "resolved").is_empty()
     })
@@ -774,9 +719,8 @@ async fn sighup_refuses_a_config_that_drops_every_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_one_state_dir_refuses_to_start() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
-    let first = Daemon::start(&w, port);
+    let w = world(vec![ozon("ozon-a")], &receiver, "1h").await;
+    let first = Daemon::start(&w);
     wait_checked(&first, "ozon-a").await;
     let pid = first.child.as_ref().unwrap().id();
     let out = Command::new(env!("CARGO_BIN_EXE_storeguard"))
@@ -804,11 +748,7 @@ async fn a_second_daemon_on_one_state_dir_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_state_file_is_refused_at_start() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a"), ozon("ozon-b")], port, &receiver, "1h").await;
-    let d = Daemon::start(&w, port);
-    wait_checked(&d, "ozon-a").await;
-    wait_checked(&d, "ozon-b").await;
+    let (w, d) = started(vec![ozon("ozon-a"), ozon("ozon-b")], &receiver, "1h").await;
     assert!(d.stop().success());
     let config = storeguard::config::Config::load(&w.config_path).unwrap();
     let db = config.daemon.state_dir.join(storeguard::state::FILE_NAME);
@@ -860,10 +800,8 @@ async fn a_damaged_state_file_is_refused_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_with_bad_vault_entries_fail_alone_at_start() {
     let receiver = Receiver::start().await;
-    let port = free_port();
     let w = world(
         vec![ozon("ozon-good"), ozon("ozon-gone"), ozon("ozon-torn")],
-        port,
         &receiver,
         "1h",
     )
@@ -879,7 +817,7 @@ async fn stores_with_bad_vault_entries_fail_alone_at_start() {
     std::fs::remove_file(entry("ozon-gone")).unwrap();
     let torn = std::fs::read(entry("ozon-torn")).unwrap();
     std::fs::write(entry("ozon-torn"), &torn[..torn.len() / 2]).unwrap();
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     wait_checked(&d, "ozon-good").await;
     assert_eq!(d.store("ozon-good").await.unwrap()["status"], "OK");
     for id in ["ozon-gone", "ozon-torn"] {
@@ -909,10 +847,9 @@ async fn stores_with_bad_vault_entries_fail_alone_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_key_is_noticed_at_the_next_tick() {
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("ozon-a")], port, &receiver, "1h").await;
+    let w = world(vec![ozon("ozon-a")], &receiver, "1h").await;
     w.set_scenario("ozon-a", Scenario::WrongKey);
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     eventually(
         Duration::from_secs(20),
         "the refused key is alerted",
@@ -948,9 +885,6 @@ async fn a_fixed_key_is_noticed_at_the_next_tick() {
     )
     .await;
     assert_eq!(d.store("ozon-a").await.unwrap()["status"], "OK");
-    eventually(Duration::from_secs(10), "the change is logged", || async {
-        d.log().contains("vault entry changed")
-    })
-    .await;
+    d.wait_log("vault entry changed").await;
     assert!(d.stop().success());
 }

@@ -3,7 +3,7 @@
 
 use crate::util::proc::*;
 use crate::util::receiver::{Receiver, SLOW, UP};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,12 +23,11 @@ fn ozon(id: &str) -> StoreSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_vault_entries_on_sighup_fail_alone() {
     let receiver = Receiver::start().await;
-    let port = free_port();
     let stores = ["garbage", "truncated", "other-key", "fine"]
         .map(ozon)
         .to_vec();
-    let w = world(stores, port, &receiver, "1h").await;
-    let d = Daemon::start(&w, port);
+    let w = world(stores, &receiver, "1h").await;
+    let d = Daemon::start(&w);
     for id in ["garbage", "truncated", "other-key", "fine"] {
         wait_checked(&d, id).await;
     }
@@ -43,7 +42,7 @@ async fn damaged_vault_entries_on_sighup_fail_alone() {
     )
     .unwrap();
     std::fs::write(dir.join("other-key.age"), sealed).unwrap();
-    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.reload();
     for id in ["garbage", "truncated", "other-key"] {
         eventually(
             Duration::from_secs(20),
@@ -78,34 +77,22 @@ async fn full_state_disk_fails_cleanly_alerts_and_recovers() {
         .find(|p| std::path::Path::new(p).exists())
         .expect("prlimit (util-linux) is needed for the disk-full test");
     let receiver = Receiver::start().await;
-    let port = free_port();
     let stores: Vec<_> = (0..20).map(|i| ozon(&format!("s{i}"))).collect();
-    let w = world(stores, port, &receiver, "1h").await;
+    let w = world(stores, &receiver, "1h").await;
     // A file-size limit stands in for a full disk; SIGXFSZ is ignored so writes fail with
     // EFBIG instead of killing the process.
     let log = w.path().join("daemon-full.log");
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let mut c = Command::new("sh");
+    c.arg("-c")
         .arg(format!(
             "trap '' XFSZ; exec {prlimit} --fsize=400000:unlimited {} --config {} run",
             crate::util::BIN,
             w.config_path.display()
         ))
-        .env("STOREGUARD_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child: None,
-        log: log.clone(),
-        api: format!("http://127.0.0.1:{port}"),
-    };
-    eventually(Duration::from_secs(60), "writes start failing", || async {
-        d.log().contains("cannot record the check")
-    })
-    .await;
+        .env("STOREGUARD_LOG", "info");
+    let mut d = Daemon::spawn(c, log.clone());
+    let mut child = d.child.take().unwrap();
+    d.wait_log("cannot record the check").await;
     let (_, metrics) = d.get("/metrics").await.unwrap();
     assert!(metrics.contains("storeguard_state_fault 1"), "{metrics}");
     eventually(Duration::from_secs(20), "fault alert delivered", || async {
@@ -116,13 +103,7 @@ async fn full_state_disk_fails_cleanly_alerts_and_recovers() {
     })
     .await;
     // Still checking while the disk is full.
-    let before = d.store("s0").await.unwrap()["last_check"].clone();
-    eventually(Duration::from_secs(10), "checks go on", || async {
-        d.store("s0")
-            .await
-            .is_some_and(|s| s["last_check"] != before)
-    })
-    .await;
+    d.wait_next_check("s0").await;
     // Make room: the daemon recovers by itself.
     let ok = Command::new(prlimit)
         .args([
@@ -133,10 +114,7 @@ async fn full_state_disk_fails_cleanly_alerts_and_recovers() {
         .status()
         .unwrap();
     assert!(ok.success());
-    eventually(Duration::from_secs(30), "writable again", || async {
-        d.log().contains("state database writable again")
-    })
-    .await;
+    d.wait_log("state database writable again").await;
     let (_, metrics) = d.get("/metrics").await.unwrap();
     assert!(metrics.contains("storeguard_state_fault 0"), "{metrics}");
     eventually(Duration::from_secs(20), "fault resolved alert", || async {
@@ -479,9 +457,8 @@ async fn a_backoff_shows_in_next_check_and_survives_a_clock_stepped_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_points_loses_no_alert_and_tears_no_row() {
     let receiver = Receiver::start().await;
-    let port = free_port();
     let stores: Vec<_> = (0..6).map(|i| ozon(&format!("k{i}"))).collect();
-    let w = world(stores, port, &receiver, "1h").await;
+    let w = world(stores, &receiver, "1h").await;
     let mut rng = crate::util::Rng::new(0x5eed_0006);
     let rounds = 200;
     let started = Instant::now();
@@ -498,7 +475,7 @@ async fn sigkill_at_random_points_loses_no_alert_and_tears_no_row() {
             },
         );
         receiver.set_mode(if rng.below(3) == 0 { SLOW } else { UP }, rng.below(400));
-        let d = Daemon::start(&w, port);
+        let d = Daemon::start(&w);
         std::thread::sleep(Duration::from_millis(100 + rng.below(700)));
         d.kill9();
         assert!(
@@ -511,7 +488,7 @@ async fn sigkill_at_random_points_loses_no_alert_and_tears_no_row() {
         w.set_scenario(&format!("k{i}"), Scenario::Healthy);
     }
     receiver.set_mode(UP, 0);
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     for i in 0..6 {
         wait_checked(&d, &format!("k{i}")).await;
     }
@@ -607,12 +584,9 @@ fn rss_kib(pid: u32) -> u64 {
 async fn hostile_clients_leave_the_daemon_unaffected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let receiver = Receiver::start().await;
-    let port = free_port();
-    let w = world(vec![ozon("h0")], port, &receiver, "1h").await;
-    let d = Daemon::start(&w, port);
-    wait_checked(&d, "h0").await;
+    let (w, d) = started(vec![ozon("h0")], &receiver, "1h").await;
     let pid = d.child.as_ref().unwrap().id();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = d.addr().to_string();
 
     // Oversized headers: refused with 431 (or the connection is closed), never buffered.
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();

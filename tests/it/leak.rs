@@ -66,7 +66,6 @@ fn the_demo_prints_no_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_surface_shows_a_fixture_secret() {
     let receiver = Receiver::start().await;
-    let port = free_port();
     let stores = vec![
         StoreSpec::new("ozon-ok", "Ozon OK", Marketplace::Ozon),
         StoreSpec::new("ozon-bad", "Ozon deactivated", Marketplace::Ozon)
@@ -93,7 +92,7 @@ async fn no_surface_shows_a_fixture_secret() {
         )
         .with(Scenario::IllegalRefreshToken),
     ];
-    let w = world(stores, port, &receiver, "2s").await;
+    let w = world(stores, &receiver, "2s").await;
     // The webhook signs its payloads: its signing secret is a fixture secret too.
     w.put_channel(
         "hook",
@@ -124,7 +123,7 @@ async fn no_surface_shows_a_fixture_secret() {
     }
 
     // The daemon with JSON logs, long enough for alerts, reminders and token refreshes.
-    let d = Daemon::start_env(&w, port, &[("STOREGUARD_LOG", "debug".to_string())]);
+    let d = Daemon::start_env(&w, &[("STOREGUARD_LOG", "debug".to_string())]);
     for id in ["ozon-bad", "amz-grant", "ae-other"] {
         wait_checked(&d, id).await;
     }
@@ -181,17 +180,9 @@ async fn no_surface_shows_a_fixture_secret() {
         let mut c = Command::new(crate::util::BIN);
         c.arg("--config")
             .arg(&w.config_path)
-            .args(["run", "--log-format", "json"]);
-        c.env("STOREGUARD_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(w.path().join("daemon-json.log")).unwrap());
-        c.spawn().unwrap()
-    };
-    let dj = Daemon {
-        child: Some(dj),
-        log: w.path().join("daemon-json.log"),
-        api: format!("http://127.0.0.1:{port}"),
+            .args(["run", "--log-format", "json"])
+            .env("STOREGUARD_LOG", "debug");
+        Daemon::spawn(c, w.path().join("daemon-json.log"))
     };
     wait_checked(&dj, "ali-refresh").await;
     eventually(Duration::from_secs(20), "json log lines", || async {

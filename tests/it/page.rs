@@ -6,6 +6,7 @@
 //! browser test fails with that hint instead of passing silently. `STOREGUARD_CHROMIUM` points
 //! at another binary.
 
+use crate::util::proc::Daemon;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,73 +17,13 @@ use storeguard::model::Marketplace;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-fn free_port() -> u16 {
+/// A port nothing listens on (bound and let go at once).
+fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The real daemon binary, killed on drop.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-    base: String,
-}
-
-impl Daemon {
-    fn start(world: &World, port: u16) -> Daemon {
-        let log = world.path().join("daemon.log");
-        let mut c = Command::new(crate::util::BIN);
-        c.arg("--config")
-            .arg(&world.config_path)
-            .arg("run")
-            .env("STOREGUARD_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        Daemon {
-            child: Some(c.spawn().unwrap()),
-            log,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn get(&self, path: &str) -> Option<reqwest::Response> {
-        let client = storeguard::http::client_builder(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        client.get(format!("{}{path}", self.base)).send().await.ok()
-    }
-
-    async fn text(&self, path: &str) -> Option<(u16, String)> {
-        let r = self.get(path).await?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    }
-
-    fn stop(mut self) -> bool {
-        let mut child = self.child.take().unwrap();
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        wait(&mut child, Duration::from_secs(20)).success()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -151,11 +92,10 @@ fn tag_stores(world: &World, tags: &[(&str, &str)]) {
     std::fs::write(&world.config_path, cfg).unwrap();
 }
 
-async fn world(stores: Vec<StoreSpec>, port: u16, schedule: &str) -> World {
+async fn world(stores: Vec<StoreSpec>, schedule: &str) -> World {
     let wc = WorldConfig {
         schedule: schedule.into(),
         failure_threshold: 1,
-        listen: format!("127.0.0.1:{port}"),
         ..WorldConfig::default()
     };
     let w = World::build(stores, wc).await.unwrap();
@@ -204,7 +144,7 @@ async fn wait_for_history(d: &Daemon) {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let why = match d.text("/").await {
+        let why = match d.get("/").await {
             Some((200, page)) => match ready(&page) {
                 Ok(()) => return,
                 Err(why) => why,
@@ -310,12 +250,11 @@ fn artifacts() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_in_a_real_browser_shows_broken_stores_and_expiry() {
     chromium();
-    let port = free_port();
-    let w = world(stores(), port, "* * * * * *").await;
-    let d = Daemon::start(&w, port);
+    let w = world(stores(), "* * * * * *").await;
+    let d = Daemon::start(&w);
     wait_for_history(&d).await;
     let scratch = w.path();
-    let base = d.base.clone();
+    let base = d.api.clone();
 
     let dom = dump_dom(scratch, &format!("{base}/"));
     // The inline script ran and the inline style sheet applied under the page's CSP.
@@ -392,14 +331,13 @@ async fn page_in_a_real_browser_shows_broken_stores_and_expiry() {
         &artifacts().join("status-page-store-zh.png"),
     );
     assert!(!d.log().contains("CANARY"));
-    assert!(d.stop());
+    assert!(d.stop().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_page_shows_a_canary_secret_and_every_page_is_locked_down() {
-    let port = free_port();
-    let w = world(stores(), port, "* * * * * *").await;
-    let d = Daemon::start(&w, port);
+    let w = world(stores(), "* * * * * *").await;
+    let d = Daemon::start(&w);
     wait_for_history(&d).await;
 
     let mut paths = vec![
@@ -413,7 +351,7 @@ async fn no_page_shows_a_canary_secret_and_every_page_is_locked_down() {
         paths.push(format!("/stores/{}?lang=zh-CN", s.id));
     }
     for path in &paths {
-        let r = d.get(path).await.unwrap();
+        let r = d.response(path).await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path}");
         let h = r.headers();
         assert_eq!(h["content-type"], "text/html; charset=utf-8");
@@ -428,11 +366,11 @@ async fn no_page_shows_a_canary_secret_and_every_page_is_locked_down() {
         assert_eq!(body.matches("<script").count(), 1, "{path}");
     }
     // The search box reflects its text escaped; the form works without script.
-    let (_, page) = d.text("/?q=dead").await.unwrap();
+    let (_, page) = d.get("/?q=dead").await.unwrap();
     assert_eq!(page.matches("<tr id=\"store-").count(), 1);
     assert!(page.contains("store-ozon-dead"));
     let (_, page) = d
-        .text("/?q=%3Cscript%3Ealert(1)%3C/script%3E")
+        .get("/?q=%3Cscript%3Ealert(1)%3C/script%3E")
         .await
         .unwrap();
     assert!(page.contains("value=\"&lt;script&gt;alert(1)&lt;/script&gt;\""));
@@ -444,7 +382,7 @@ async fn no_page_shows_a_canary_secret_and_every_page_is_locked_down() {
         "/stores/..%2f..%2fetc%2fpasswd",
         "/stores/%ff%fe",
     ] {
-        let r = d.get(path).await.unwrap();
+        let r = d.response(path).await.unwrap();
         assert_eq!(r.status().as_u16(), 404, "{path}");
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
         let body = r.text().await.unwrap();
@@ -452,10 +390,10 @@ async fn no_page_shows_a_canary_secret_and_every_page_is_locked_down() {
         assert!(!body.contains("script") && !body.contains("passwd") && !body.contains("nope"));
     }
     // Loopback listener: account numbers are shown (the API's rule: no token needed here).
-    let (_, page) = d.text("/").await.unwrap();
+    let (_, page) = d.get("/").await.unwrap();
     assert!(row(&page, "ozon-ok").contains(&storeguard::demo::account_of(0, Marketplace::Ozon)));
     assert!(!d.log().contains("CANARY"));
-    assert!(d.stop());
+    assert!(d.stop().success());
 }
 
 /// A one-shot HTTP answer on loopback, standing in for the daemon's listener.
@@ -545,7 +483,7 @@ fn status_open_launches_the_browser_or_prints_the_url() {
     );
 
     // Daemon not running: say so, exit 1, open nothing.
-    set_listen(&setup, free_port());
+    set_listen(&setup, dead_port());
     std::fs::remove_file(&seen).unwrap();
     let mut c = setup.command(&["status", "--open"]);
     c.env("BROWSER", &browser);
@@ -561,11 +499,9 @@ fn status_open_launches_the_browser_or_prints_the_url() {
 #[ignore = "writes docs/status-page.png; run by hand"]
 async fn docs_screenshot() {
     chromium();
-    let port = free_port();
     let wc = WorldConfig {
         schedule: "* * * * * *".into(),
         failure_threshold: 2,
-        listen: format!("127.0.0.1:{port}"),
         ..WorldConfig::default()
     };
     let w = World::build(storeguard::demo::demo_stores(), wc)
@@ -583,10 +519,10 @@ async fn docs_screenshot() {
             ("amazon-kitchen", "\"na\""),
         ],
     );
-    let d = Daemon::start(&w, port);
+    let d = Daemon::start(&w);
     // A quiet minute of history, then the demo's four breakages.
     eventually(Duration::from_secs(60), "history", || async {
-        d.text("/").await.is_some_and(|(_, p)| {
+        d.get("/").await.is_some_and(|(_, p)| {
             row(&p, "ozon-moscow")
                 .matches("<span class=\"c ok\"")
                 .count()
@@ -606,7 +542,7 @@ async fn docs_screenshot() {
         w.set_scenario(id, s);
     }
     eventually(Duration::from_secs(60), "broken stores", || async {
-        d.text("/").await.is_some_and(|(_, p)| {
+        d.get("/").await.is_some_and(|(_, p)| {
             row(&p, "ozon-kazan")
                 .matches("<span class=\"c critical\"")
                 .count()
@@ -615,7 +551,7 @@ async fn docs_screenshot() {
     })
     .await;
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/status-page.png");
-    screenshot(w.path(), &format!("{}/", d.base), &out);
+    screenshot(w.path(), &format!("{}/", d.api), &out);
     println!("wrote {}", out.display());
-    assert!(d.stop());
+    assert!(d.stop().success());
 }

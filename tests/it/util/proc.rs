@@ -9,42 +9,26 @@ use std::time::{Duration, Instant};
 use storeguard::demo::{StoreSpec, World, WorldConfig};
 use storeguard::model::{ChannelKind, Marketplace};
 
-/// A free port outside the kernel's ephemeral range (32768+), so fakes and receivers that bind
-/// port 0 later can never be handed the same port before the daemon binds it.
-pub fn free_port() -> u16 {
-    loop {
-        let port = 20_000 + (rand_u64() % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 pub struct Daemon {
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// `http://127.0.0.1:PORT` of its status listener (worlds listen on port 0: the daemon
+    /// says which port it was given).
     pub api: String,
 }
 
 impl Daemon {
-    pub fn start(world: &World, port: u16) -> Daemon {
-        Self::start_env(world, port, &[])
+    pub fn start(world: &World) -> Daemon {
+        Self::start_env(world, &[])
     }
 
-    pub fn start_env(world: &World, port: u16, env: &[(&str, String)]) -> Daemon {
-        Self::start_under(world, port, env, &[])
+    pub fn start_env(world: &World, env: &[(&str, String)]) -> Daemon {
+        Self::start_under(world, env, &[])
     }
 
     /// Starts the daemon through `wrapper` (e.g. `prlimit --nofile=1024:1024 --`), which must
     /// exec it, so the child's pid is the daemon's.
-    pub fn start_under(
-        world: &World,
-        port: u16,
-        env: &[(&str, String)],
-        wrapper: &[&str],
-    ) -> Daemon {
-        let log = world.path().join(format!("daemon-{}.log", rand_u64()));
-        let file = std::fs::File::create(&log).unwrap();
+    pub fn start_under(world: &World, env: &[(&str, String)], wrapper: &[&str]) -> Daemon {
         let mut c = match wrapper.split_first() {
             None => Command::new(super::BIN),
             Some((program, args)) => {
@@ -58,18 +42,54 @@ impl Daemon {
             .arg("run")
             .env("STOREGUARD_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file);
+            .env_remove("CREDENTIALS_DIRECTORY");
         for (k, v) in env {
             c.env(k, v);
         }
+        Self::spawn(c, world.path().join(format!("daemon-{}.log", rand_u64())))
+    }
+
+    /// Spawns `c` (a daemon, however wrapped) with its stderr copied line by line into `log`,
+    /// and returns once it says it runs, with the address its listener was given, or once
+    /// its stderr closes (it did not start: `api` then reaches nothing).
+    pub fn spawn(mut c: Command, log: PathBuf) -> Daemon {
+        use std::io::{BufRead, Write};
+        let mut child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut file = std::fs::File::create(&log).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(file, "{line}");
+                let _ = file.flush();
+                if line.contains("storeguard running")
+                    && let Some(addr) = listen_addr(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| "127.0.0.1:0".into());
         Daemon {
-            child: Some(c.spawn().unwrap()),
+            child: Some(child),
             log,
-            api: format!("http://127.0.0.1:{port}"),
+            api: format!("http://{addr}"),
         }
+    }
+
+    /// `127.0.0.1:PORT` of the status listener.
+    pub fn addr(&self) -> &str {
+        self.api.trim_start_matches("http://")
     }
 
     pub fn log(&self) -> String {
@@ -93,6 +113,13 @@ impl Daemon {
         all.as_array()?.iter().find(|s| s["id"] == id).cloned()
     }
 
+    pub async fn response(&self, path: &str) -> Option<reqwest::Response> {
+        let client = storeguard::http::client_builder(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        client.get(format!("{}{path}", self.api)).send().await.ok()
+    }
+
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
         let client = storeguard::http::client_builder(Duration::from_secs(2))
             .build()
@@ -109,6 +136,34 @@ impl Daemon {
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.as_ref().unwrap().id() as i32);
         nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
+    /// SIGHUP: reload the config and the vault.
+    pub fn reload(&self) {
+        self.signal(nix::sys::signal::Signal::SIGHUP);
+    }
+
+    /// Waits (at most 20 s) until the log has a line containing `text`.
+    pub async fn wait_log(&self, text: &str) {
+        eventually(Duration::from_secs(20), &format!("log: {text}"), || async {
+            self.log().contains(text)
+        })
+        .await;
+    }
+
+    /// Waits (at most 20 s) until store `id` has been checked again after now.
+    pub async fn wait_next_check(&self, id: &str) {
+        let last = self.store(id).await.expect("the store is listed")["last_check"].clone();
+        eventually(
+            Duration::from_secs(20),
+            &format!("{id} checked again"),
+            || async {
+                self.store(id)
+                    .await
+                    .is_some_and(|s| s["last_check"] != last)
+            },
+        )
+        .await;
     }
 
     /// SIGTERM and wait; returns the exit status.
@@ -132,6 +187,19 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// The `listen` field of a "storeguard running" log line, text (`listen=ADDR`) or JSON.
+fn listen_addr(line: &str) -> Option<String> {
+    let rest = line
+        .split_once("listen=")
+        .map(|(_, r)| r)
+        .or_else(|| line.split_once("\"listen\":\"").map(|(_, r)| r))?;
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    (!addr.is_empty()).then_some(addr)
 }
 
 pub fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -173,14 +241,13 @@ where
     }
 }
 
-pub async fn world(stores: Vec<StoreSpec>, port: u16, receiver: &Receiver, remind: &str) -> World {
-    world_with(stores, port, &[("hook", "", receiver)], remind, "").await
+pub async fn world(stores: Vec<StoreSpec>, receiver: &Receiver, remind: &str) -> World {
+    world_with(stores, &[("hook", "", receiver)], remind, "").await
 }
 
 /// A world whose default channels are webhooks `(name, extra settings, receiver)`.
 pub async fn world_with(
     stores: Vec<StoreSpec>,
-    port: u16,
     hooks: &[(&str, &str, &Receiver)],
     remind: &str,
     extra: &str,
@@ -197,7 +264,6 @@ pub async fn world_with(
         failure_threshold: 1,
         success_threshold: 1,
         remind_every: remind.into(),
-        listen: format!("127.0.0.1:{port}"),
         extra: channels_toml,
         channels: hooks.iter().map(|(n, _, _)| n.to_string()).collect(),
         ..WorldConfig::default()
@@ -216,6 +282,17 @@ pub async fn world_with(
 
 pub fn ozon(id: &str) -> StoreSpec {
     StoreSpec::new(id, id, Marketplace::Ozon)
+}
+
+/// A world of `stores` reporting to `receiver`, and its daemon once every store was checked.
+pub async fn started(stores: Vec<StoreSpec>, receiver: &Receiver, remind: &str) -> (World, Daemon) {
+    let ids: Vec<String> = stores.iter().map(|s| s.id.clone()).collect();
+    let w = world(stores, receiver, remind).await;
+    let d = Daemon::start(&w);
+    for id in &ids {
+        wait_checked(&d, id).await;
+    }
+    (w, d)
 }
 
 pub async fn wait_checked(d: &Daemon, id: &str) {
