@@ -117,36 +117,28 @@ pub enum Schema {
 
 pub use crate::model::{Field, FieldType};
 
-const fn f(name: &'static str, required: bool, secret: bool, help: &'static str) -> Field {
-    Field::text(name, required, secret, help)
-}
-
-const fn t(name: &'static str, help: &'static str) -> Field {
-    Field::time(name, help)
-}
-
 const WEB: &[Field] = &[
-    f(
+    Field::text(
         "login",
         true,
         false,
         "seller-centre login (e-mail or phone)",
     ),
-    f("password", true, true, "seller-centre password"),
-    f(
+    Field::text("password", true, true, "seller-centre password"),
+    Field::text(
         "totp_secret",
         false,
         true,
         "2FA secret (base32), for `storeguard otp`",
     ),
-    t(
+    Field::time(
         "password_changed_at",
         "when the password was last changed (RFC 3339)",
     ),
 ];
 const DAEMON: &[Field] = &[
-    f("api_token", true, true, "bearer token for the status API"),
-    f("heartbeat_url", false, true, "dead-man's-switch ping URL"),
+    Field::text("api_token", true, true, "bearer token for the status API"),
+    Field::text("heartbeat_url", false, true, "dead-man's-switch ping URL"),
 ];
 const NONE: &[Field] = &[];
 
