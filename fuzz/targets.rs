@@ -21,6 +21,8 @@ pub const TARGETS: &[&str] = &[
     "ozon",
     "amazon",
     "iop",
+    "wildberries",
+    "yandex_market",
     "webhook",
     "slack",
     "telegram",
@@ -113,11 +115,15 @@ pub fn run(target: &str, data: &[u8]) -> bool {
                 }
             }
         }
-        "ozon" | "amazon" | "iop" => {
+        "ozon" | "amazon" | "iop" | "wildberries" | "yandex_market" => {
             let (status, headers, body) = http_parts(data);
             match target {
                 "ozon" => storeguard::marketplace::fuzz::ozon(status, headers, body),
                 "amazon" => storeguard::marketplace::fuzz::amazon(status, headers, body),
+                "wildberries" => storeguard::marketplace::fuzz::wildberries(status, headers, body),
+                "yandex_market" => {
+                    storeguard::marketplace::fuzz::yandex_market(status, headers, body)
+                }
                 _ => storeguard::marketplace::fuzz::iop(status, headers, body),
             }
         }

@@ -6,6 +6,7 @@
 
 use crate::fake::{
     AmazonAccount, AmazonFake, IopAccount, IopFake, IopKind, Options, OzonFake, Scenario,
+    WildberriesFake, YandexFake,
 };
 use crate::model::Marketplace;
 use crate::vault::{Document, EntryId, Identity, Schema, Vault};
@@ -46,6 +47,8 @@ pub struct World {
     pub amazon: AmazonFake,
     pub alibaba: IopFake,
     pub aliexpress: IopFake,
+    pub wildberries: WildberriesFake,
+    pub yandex: YandexFake,
     pub stores: Vec<StoreSpec>,
 }
 
@@ -59,6 +62,8 @@ pub fn account_of(index: usize, m: Marketplace) -> String {
         Marketplace::Amazon => format!("A{:013}", index),
         Marketplace::Alibaba => format!("22000{:08}", index),
         Marketplace::Aliexpress => format!("20000{:08}", index),
+        Marketplace::Wildberries => format!("e8923014-e233-47a8-898e-{:012x}", index),
+        Marketplace::YandexMarket => format!("{}", 70_000_000 + index),
     }
 }
 
@@ -116,6 +121,8 @@ impl World {
         let amazon = AmazonFake::start(wc.fake.clone()).await?;
         let alibaba = IopFake::start(IopKind::Alibaba, wc.fake.clone()).await?;
         let aliexpress = IopFake::start(IopKind::Aliexpress, wc.fake.clone()).await?;
+        let wildberries = WildberriesFake::start(wc.fake.clone()).await?;
+        let yandex = YandexFake::start(wc.fake.clone()).await?;
 
         let identity = Identity::generate();
         identity.write_new(&dir.path().join("identity.txt"))?;
@@ -127,7 +134,8 @@ impl World {
             "[daemon]\nstate_dir = \"state\"\nvault_dir = \"vault\"\nidentity = \"identity.txt\"\nlisten = \"{}\"\nlanguage = \"{}\"\n\n\
              [defaults]\nschedule = \"{}\"\ntimeout = \"5s\"\nfailure_threshold = {}\nsuccess_threshold = {}\nremind_every = \"{}\"\nchannels = [{}]\n\n\
              [marketplace.ozon]\nendpoint = \"{}\"\n\n[marketplace.amazon]\ntoken_endpoint = \"{}\"\nna = \"{}\"\neu = \"{}\"\nfe = \"{}\"\n\n\
-             [marketplace.alibaba]\nendpoint = \"{}\"\n\n[marketplace.aliexpress]\nendpoint = \"{}\"\n\n",
+             [marketplace.alibaba]\nendpoint = \"{}\"\n\n[marketplace.aliexpress]\nendpoint = \"{}\"\n\n\
+             [marketplace.wildberries]\nendpoint = \"{}\"\n\n[marketplace.yandex_market]\nendpoint = \"{}\"\n\n",
             wc.listen,
             wc.language,
             wc.schedule,
@@ -146,6 +154,8 @@ impl World {
             amazon.url(),
             alibaba.url(),
             aliexpress.url(),
+            wildberries.url(),
+            yandex.url(),
         );
         for (i, s) in stores.iter().enumerate() {
             let account = account_of(i, s.marketplace);
@@ -166,7 +176,15 @@ impl World {
                 );
             }
             cfg.push('\n');
-            let (doc, schema) = add_to_fakes(s, i, &account, &ozon, &amazon, &alibaba, &aliexpress);
+            let fakes = Fakes {
+                ozon: &ozon,
+                amazon: &amazon,
+                alibaba: &alibaba,
+                aliexpress: &aliexpress,
+                wildberries: &wildberries,
+                yandex: &yandex,
+            };
+            let (doc, schema) = add_to_fakes(s, &account, &fakes);
             let mut doc = Document::parse(&doc, schema).context("fixture entry")?;
             vault.write(&EntryId::store(&s.id), &mut doc, None, Some(&identity))?;
         }
@@ -183,6 +201,8 @@ impl World {
             amazon,
             alibaba,
             aliexpress,
+            wildberries,
+            yandex,
             stores,
         })
     }
@@ -231,6 +251,12 @@ impl World {
                 .set_scenario(&canary(&s.id, "refresh-token"), scenario),
             Marketplace::Alibaba => self.alibaba.set_scenario(&app_key(&s.id), scenario),
             Marketplace::Aliexpress => self.aliexpress.set_scenario(&app_key(&s.id), scenario),
+            Marketplace::Wildberries => self
+                .wildberries
+                .set_scenario(&account_of(i, s.marketplace), scenario),
+            Marketplace::YandexMarket => self
+                .yandex
+                .set_scenario(&canary(&s.id, "api-key"), scenario),
         }
     }
 }
@@ -239,16 +265,31 @@ fn app_key(store_id: &str) -> String {
     format!("app-{store_id}")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn add_to_fakes(
-    s: &StoreSpec,
-    _index: usize,
-    account: &str,
-    ozon: &OzonFake,
-    amazon: &AmazonFake,
-    alibaba: &IopFake,
-    aliexpress: &IopFake,
-) -> (String, Schema) {
+/// The fakes a world's stores are registered with.
+struct Fakes<'a> {
+    ozon: &'a OzonFake,
+    amazon: &'a AmazonFake,
+    alibaba: &'a IopFake,
+    aliexpress: &'a IopFake,
+    wildberries: &'a WildberriesFake,
+    yandex: &'a YandexFake,
+}
+
+/// When a Wildberries fixture token expires: in N days for `ExpiringInDays(N)`, else in 150.
+fn wildberries_expiry(scenario: &Scenario) -> i64 {
+    let days = match scenario {
+        Scenario::ExpiringInDays(d) => *d,
+        _ => 150,
+    };
+    (chrono::Utc::now() + chrono::Duration::days(days)).timestamp()
+}
+
+fn wildberries_token(s: &StoreSpec, sid: &str, exp: i64) -> String {
+    crate::fake::wildberries::token(sid, exp, &canary(&s.id, "token"))
+}
+
+fn add_to_fakes(s: &StoreSpec, account: &str, f: &Fakes<'_>) -> (String, Schema) {
+    let (ozon, amazon, alibaba, aliexpress) = (f.ozon, f.amazon, f.alibaba, f.aliexpress);
     match s.marketplace {
         Marketplace::Ozon => {
             let key = canary(&s.id, "api-key");
@@ -298,10 +339,28 @@ fn add_to_fakes(
             fake.add_account(acc, s.scenario.clone());
             (doc, Schema::Store(s.marketplace))
         }
+        Marketplace::Wildberries => {
+            let token = wildberries_token(s, account, wildberries_expiry(&s.scenario));
+            f.wildberries
+                .add_account(account, &token, s.scenario.clone());
+            (
+                format!("token = \"{token}\"\n"),
+                Schema::Store(Marketplace::Wildberries),
+            )
+        }
+        Marketplace::YandexMarket => {
+            let key = canary(&s.id, "api-key");
+            f.yandex
+                .add_account(&key, account, &s.name, s.scenario.clone());
+            (
+                format!("api_key = \"{key}\"\n"),
+                Schema::Store(Marketplace::YandexMarket),
+            )
+        }
     }
 }
 
-/// The dozen stores of `storeguard demo`.
+/// The fourteen stores of `storeguard demo`, on six marketplaces.
 pub fn demo_stores() -> Vec<StoreSpec> {
     use Marketplace::*;
     vec![
@@ -318,5 +377,8 @@ pub fn demo_stores() -> Vec<StoreSpec> {
         StoreSpec::new("aliexpress-main", "速卖通旗舰店", Aliexpress),
         StoreSpec::new("aliexpress-home", "AliExpress Home", Aliexpress),
         StoreSpec::new("aliexpress-toys", "速卖通玩具店", Aliexpress),
+        StoreSpec::new("wb-home", "Wildberries — Flax Store", Wildberries)
+            .with(Scenario::ExpiringInDays(5)),
+        StoreSpec::new("yandex-market", "Яндекс Маркет — My Business", YandexMarket),
     ]
 }

@@ -14,10 +14,14 @@
 pub mod amazon;
 pub mod iop;
 pub mod ozon;
+pub mod wildberries;
+pub mod yandex;
 
 pub use amazon::{AmazonAccount, AmazonFake};
 pub use iop::{IopAccount, IopFake, IopKind};
 pub use ozon::OzonFake;
+pub use wildberries::WildberriesFake;
+pub use yandex::YandexFake;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -79,8 +83,10 @@ pub enum Scenario {
     IllegalRefreshToken,
     /// IOP: every signature is refused (as with a wrong app secret).
     IncompleteSignature,
-    /// IOP: the API answers for this other seller id.
+    /// IOP, Wildberries, Yandex Market: the API answers for this other seller (business) id.
     SellerMismatch(String),
+    /// Yandex Market: one of the cabinet's stores has its API disabled for inactivity.
+    DisabledByInactivity,
 }
 
 /// Settings shared by every fake.

@@ -11,6 +11,8 @@ pub mod aliexpress;
 pub mod amazon;
 pub mod iop;
 pub mod ozon;
+pub mod wildberries;
+pub mod yandex;
 
 use crate::config::{Config, Store};
 use crate::http::{self, HttpError, MAX_BODY_BYTES};
@@ -158,6 +160,8 @@ struct Memory {
     ozon_info: Mutex<Option<ozon::SellerInfo>>,
     /// Alibaba.com seller id from the last token refresh (the cheap read does not name it).
     seller_id: Mutex<Option<String>>,
+    /// Yandex Market key scopes, fetched at most once a day.
+    yandex_scopes: Mutex<Option<yandex::Scopes>>,
 }
 
 /// One store as the prober knows it.
@@ -372,6 +376,8 @@ async fn run_probe(ctx: &ProbeCtx<'_>) -> Probed {
         Marketplace::Amazon => amazon::Amazon.probe(ctx).await,
         Marketplace::Alibaba => alibaba::Alibaba.probe(ctx).await,
         Marketplace::Aliexpress => aliexpress::Aliexpress.probe(ctx).await,
+        Marketplace::Wildberries => wildberries::Wildberries.probe(ctx).await,
+        Marketplace::YandexMarket => yandex::YandexMarket.probe(ctx).await,
     }
 }
 
@@ -740,7 +746,7 @@ pub(crate) fn identity(store: &Store, seen: Option<&str>, what: &str) -> Option<
 /// must return (a finding, facts, nothing) and never panic. Not an API.
 #[doc(hidden)]
 pub mod fuzz {
-    use super::{Answer, Probed, amazon, generic, iop, ozon};
+    use super::{Answer, Probed, amazon, generic, iop, ozon, wildberries, yandex};
     use chrono::{DateTime, Utc};
     use reqwest::header::HeaderMap;
     use std::time::{Duration, Instant};
@@ -778,6 +784,23 @@ pub mod fuzz {
         let _ = amazon::classify_api_error(&a);
         let mut out = Probed::default();
         amazon::read_participations(&a, &["ATVPDKIKX0DER".to_string()], &mut out);
+    }
+
+    /// Wildberries: error classification, the token's payload (from the body, as if it were a
+    /// token), seller-info.
+    pub fn wildberries(status: u16, headers: HeaderMap, body: &[u8]) {
+        let a = answer(status, headers, body);
+        let _ = wildberries::classify_error(&a);
+        let _ = wildberries::claims(&String::from_utf8_lossy(body));
+    }
+
+    /// Yandex Market: error classification, campaigns, the key's scopes.
+    pub fn yandex_market(status: u16, headers: HeaderMap, body: &[u8]) {
+        let a = answer(status, headers, body);
+        let _ = yandex::classify_error(&a);
+        let mut out = Probed::default();
+        let _ = yandex::read_campaigns(&a, &mut out);
+        let _ = yandex::read_scopes(&a.body);
     }
 
     /// Alibaba.com and AliExpress (IOP): both reply shapes, error codes, the profile call and

@@ -64,6 +64,8 @@ vocabulary! {
         Amazon = "amazon",
         Alibaba = "alibaba",
         Aliexpress = "aliexpress",
+        Wildberries = "wildberries",
+        YandexMarket = "yandex_market",
     }
 }
 
@@ -158,7 +160,7 @@ mod vocabulary_tests {
             assert_eq!(ChannelKind::parse(k.as_str()), Some(k));
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
-        assert_eq!(Marketplace::parse("wildberries"), None);
+        assert_eq!(Marketplace::parse("wildberry"), None);
     }
 
     #[test]

@@ -132,6 +132,24 @@ const IOP_FIELDS: &[Field] = &[
     ),
     PROXY,
 ];
+const WILDBERRIES_FIELDS: &[Field] = &[
+    f(
+        "token",
+        true,
+        true,
+        "API token from the seller cabinet → Settings → Access to API (a JWT, valid 180 days)",
+    ),
+    PROXY,
+];
+const YANDEX_MARKET_FIELDS: &[Field] = &[
+    f(
+        "api_key",
+        true,
+        true,
+        "Api-Key token (ACMA:…) from the cabinet → Settings → API and modules",
+    ),
+    PROXY,
+];
 const WEBHOOK_FIELDS: &[Field] = &[
     f("url", true, true, "the receiver's URL (may carry a token)"),
     f(
@@ -293,7 +311,29 @@ impl Marketplace {
             vault_fields: IOP_FIELDS,
             endpoints: &[ep("endpoint", "https://api-sg.aliexpress.com")],
         };
+        // Seller info: 1 request a minute per seller account, bursts of 10.
+        const WILDBERRIES: MarketplaceSpec = MarketplaceSpec {
+            display_name: "Wildberries",
+            min_check_interval: MINUTE,
+            account_prompt: "Seller sid (the UUID in the token and in seller-info)",
+            account_required: true,
+            account_help: "add account = \"<sid>\" (the seller UUID; `storeguard check` shows the one the token answers for)",
+            vault_fields: WILDBERRIES_FIELDS,
+            endpoints: &[ep("endpoint", "https://common-api.wildberries.ru")],
+        };
+        // Campaigns: 1,000 requests an hour, at most 4 in flight per cabinet.
+        const YANDEX_MARKET: MarketplaceSpec = MarketplaceSpec {
+            display_name: "Yandex Market",
+            min_check_interval: MINUTE,
+            account_prompt: "Business id (the cabinet's number)",
+            account_required: true,
+            account_help: "add account = \"<business id>\" (the cabinet's business id; `storeguard check` shows the one the key answers for)",
+            vault_fields: YANDEX_MARKET_FIELDS,
+            endpoints: &[ep("endpoint", "https://api.partner.market.yandex.ru")],
+        };
         match self {
+            Marketplace::Wildberries => &WILDBERRIES,
+            Marketplace::YandexMarket => &YANDEX_MARKET,
             Marketplace::Ozon => &OZON,
             Marketplace::Amazon => &AMAZON,
             Marketplace::Alibaba => &ALIBABA,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storeguard::fake::{
     AmazonAccount, AmazonFake, IopAccount, IopFake, IopKind, Options, OzonFake, Recorder, Scenario,
+    WildberriesFake, YandexFake,
 };
 use storeguard::model::Marketplace;
 use storeguard::vault::{Document, EntryId, Identity, Schema, Vault};
@@ -126,6 +127,8 @@ struct Fakes {
     amazon: AmazonFake,
     alibaba: IopFake,
     aliexpress: IopFake,
+    wildberries: WildberriesFake,
+    yandex: YandexFake,
     elsewhere: Recorder,
 }
 
@@ -140,6 +143,8 @@ impl Fakes {
             aliexpress: IopFake::start(IopKind::Aliexpress, Options::default())
                 .await
                 .unwrap(),
+            wildberries: WildberriesFake::start(Options::default()).await.unwrap(),
+            yandex: YandexFake::start(Options::default()).await.unwrap(),
             // Another loopback address: a different host from 127.0.0.1.
             elsewhere: Recorder::start([127, 0, 0, 2].into()).await.unwrap(),
         }
@@ -150,7 +155,8 @@ impl Fakes {
         format!(
             "[marketplace.ozon]\nendpoint = \"{}\"\n\n[marketplace.amazon]\ntoken_endpoint = \"{}\"\n\
              na = \"{}\"\neu = \"{}\"\nfe = \"{}\"\n\n[marketplace.alibaba]\nendpoint = \"{}\"\n\n\
-             [marketplace.aliexpress]\nendpoint = \"{}\"\n",
+             [marketplace.aliexpress]\nendpoint = \"{}\"\n\n[marketplace.wildberries]\nendpoint = \"{}\"\n\n\
+             [marketplace.yandex_market]\nendpoint = \"{}\"\n",
             base(self.ozon.url()),
             self.amazon.token_url(),
             base(self.amazon.url()),
@@ -158,6 +164,8 @@ impl Fakes {
             base(self.amazon.url()),
             base(self.alibaba.url()),
             base(self.aliexpress.url()),
+            base(self.wildberries.url()),
+            base(self.yandex.url()),
         )
     }
 
@@ -176,6 +184,13 @@ impl Fakes {
                 .into_iter()
                 .map(|r| ("aliexpress", r)),
         );
+        out.extend(
+            self.wildberries
+                .requests()
+                .into_iter()
+                .map(|r| ("wildberries", r)),
+        );
+        out.extend(self.yandex.requests().into_iter().map(|r| ("yandex", r)));
         out
     }
 }
@@ -345,10 +360,51 @@ fn set_up(env: &Env, fakes: &Fakes, i: usize, c: &Case) -> Creds {
             text.push_str(&format!("access_token_expires_at = {}\n", t(access_in)));
             (acct.seller_id, text, String::new())
         }
+        Marketplace::Wildberries => {
+            let sid = format!("e8923014-e233-47a8-898e-{i:012x}");
+            let days = match c.scenario {
+                Scenario::ExpiringInDays(d) => d,
+                _ => 150,
+            };
+            let exp = (now + chrono::Duration::days(days)).timestamp();
+            let token = storeguard::fake::wildberries::token(&sid, exp, &format!("CANARY-wb-{i}"));
+            fakes
+                .wildberries
+                .add_account(&sid, &token, c.scenario.clone());
+            let vault_token = if c.tweak == Tweak::WrongSecret {
+                storeguard::fake::wildberries::token(&sid, exp, &format!("CANARY-wb-wrong-{i}"))
+            } else {
+                token
+            };
+            (sid, format!("token = \"{vault_token}\"\n"), String::new())
+        }
+        Marketplace::YandexMarket => {
+            let business = format!("{}", 70_000_000 + i);
+            let key = format!("ACMA:CANARY-ym-key-{i}:5f0c2a");
+            fakes.yandex.add_account(
+                &key,
+                &business,
+                &format!("Business {i}"),
+                c.scenario.clone(),
+            );
+            let vault_key = if c.tweak == Tweak::WrongSecret {
+                format!("ACMA:CANARY-ym-wrong-{i}:0")
+            } else {
+                key
+            };
+            (
+                business,
+                format!("api_key = \"{vault_key}\"\n"),
+                String::new(),
+            )
+        }
     };
     vault_text.push_str(&web);
-    let config_account = if c.tweak == Tweak::AccountMismatch && c.marketplace == Marketplace::Ozon
-    {
+    let config_account = if c.tweak == Tweak::AccountMismatch
+        && matches!(
+            c.marketplace,
+            Marketplace::Ozon | Marketplace::Wildberries | Marketplace::YandexMarket
+        ) {
         "999999".to_string()
     } else {
         account.clone()
@@ -460,6 +516,31 @@ async fn every_scenario_maps_to_its_finding_and_status() {
         case("aliexpress-hangs", Aliexpress, S::Hangs, T::None, Some("unreachable"), "UNKNOWN"),
         case("aliexpress-endless-body", Aliexpress, S::EndlessBody, T::None, Some("protocol_error"), "UNKNOWN"),
         case("aliexpress-disabled", Aliexpress, S::Healthy, T::Disabled, None, "OK"),
+        case("wb-healthy", Wildberries, S::Healthy, T::None, None, "OK"),
+        case("wb-wrong-token", Wildberries, S::Healthy, T::WrongSecret, Some("auth_rejected"), "CRITICAL"),
+        case("wb-invalid", Wildberries, S::WrongKey, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("wb-expired", Wildberries, S::DeactivatedKey, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("wb-scope", Wildberries, S::MissingRole, T::None, Some("permission_missing"), "WARNING"),
+        case("wb-expiring", Wildberries, S::ExpiringInDays(5), T::None, Some("credential_expiring"), "WARNING"),
+        case("wb-rate-limited", Wildberries, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
+        case("wb-other-seller", Wildberries, S::Healthy, T::AccountMismatch, Some("identity_mismatch"), "CRITICAL"),
+        case("wb-swapped", Wildberries, S::SellerMismatch("0f0f0f0f-0000-4000-8000-000000000000".into()), T::None, Some("identity_mismatch"), "CRITICAL"),
+        case("wb-html-200", Wildberries, S::Html200, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("wb-endless-body", Wildberries, S::EndlessBody, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("wb-hangs", Wildberries, S::Hangs, T::None, Some("unreachable"), "UNKNOWN"),
+        case("wb-redirect", Wildberries, fakes.redirect(), T::None, Some("protocol_error"), "UNKNOWN"),
+        case("ym-healthy", YandexMarket, S::Healthy, T::None, None, "OK"),
+        case("ym-wrong-key", YandexMarket, S::Healthy, T::WrongSecret, Some("auth_rejected"), "CRITICAL"),
+        case("ym-revoked", YandexMarket, S::DeactivatedKey, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("ym-scope", YandexMarket, S::MissingRole, T::None, Some("permission_missing"), "WARNING"),
+        case("ym-blocked", YandexMarket, S::CompanyBlocked, T::None, Some("account_blocked"), "CRITICAL"),
+        case("ym-inactive", YandexMarket, S::DisabledByInactivity, T::None, Some("account_blocked"), "CRITICAL"),
+        case("ym-rate-limited", YandexMarket, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
+        case("ym-other-business", YandexMarket, S::Healthy, T::AccountMismatch, Some("identity_mismatch"), "CRITICAL"),
+        case("ym-swapped", YandexMarket, S::SellerMismatch("79999999".into()), T::None, Some("identity_mismatch"), "CRITICAL"),
+        case("ym-slow", YandexMarket, S::Slow, T::None, Some("unreachable"), "UNKNOWN"),
+        case("ym-invalid-json", YandexMarket, S::InvalidJson, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("ym-500", YandexMarket, S::ServerError, T::None, Some("unreachable"), "UNKNOWN"),
     ];
     let mut stores = String::new();
     let mut creds = BTreeMap::new();
@@ -526,6 +607,38 @@ async fn every_scenario_maps_to_its_finding_and_status() {
     );
     let rl = row(&rows, "ozon-rate-limited");
     assert_eq!(rl["findings"][0]["retry_after_secs"], 7);
+    // Wildberries says how long to wait in its own header; Yandex Market limits with 420.
+    assert_eq!(
+        row(&rows, "wb-rate-limited")["findings"][0]["retry_after_secs"],
+        7
+    );
+    assert_eq!(
+        row(&rows, "ym-rate-limited")["findings"][0]["retry_after_secs"],
+        7
+    );
+    let wb = row(&rows, "wb-healthy");
+    assert_eq!(wb["account"], creds["wb-healthy"].account.as_str());
+    assert_eq!(wb["store_name"], "Flax Store");
+    assert!(wb["expires_at"].as_str().is_some(), "{wb:#}");
+    assert!(
+        wb["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "marketplace")
+    );
+    let ym = row(&rows, "ym-healthy");
+    assert_eq!(ym["account"], creds["ym-healthy"].account.as_str());
+    assert_eq!(ym["marketplaces"].as_array().unwrap().len(), 2, "{ym:#}");
+    assert_eq!(ym["roles"][0], "ALL_METHODS_READ_ONLY");
+    // Wildberries is asked on seller-info, never on /ping.
+    assert!(
+        fakes
+            .wildberries
+            .requests()
+            .iter()
+            .all(|r| r.path == "/api/v1/seller-info")
+    );
     let endless = row(&rows, "ozon-endless-body");
     assert!(
         endless["findings"][0]["detail"]
