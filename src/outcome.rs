@@ -218,6 +218,17 @@ pub struct Facts {
     /// Name of the egress used ("direct" or the proxy host), never its credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<String>,
+    /// When the seller authorised the app (Amazon: due again after 365 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorized_at: Option<DateTime<Utc>>,
+    /// `authorized_at` is not known, only inferred: the first day storeguard saw this
+    /// authorisation work, so the real date is that day at the latest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authorized_inferred: bool,
+    /// Which authorisation an inferred date belongs to (a short fingerprint of the refresh
+    /// token, never the token): a new authorisation starts a new year.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
 }
 
 /// The result of one check of one store.

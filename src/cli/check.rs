@@ -234,7 +234,7 @@ impl Interrupt {
     }
 }
 
-/// One store in `--json` output. Field names are stable (documented in docs/check.md).
+/// One store in `--json` output. Field names are stable (documented in README, `check`).
 #[derive(Serialize)]
 struct JsonRow<'a> {
     store: &'a str,
@@ -252,6 +252,11 @@ struct JsonRow<'a> {
     store_name: Option<&'a str>,
     premium: Option<&'a str>,
     egress: Option<&'a str>,
+    /// When the seller authorised the app (Amazon), and whether that date is only inferred.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorized_at: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    authorized_inferred: bool,
     checked_at: String,
 }
 
@@ -295,6 +300,8 @@ impl<'a> JsonRow<'a> {
             store_name: o.facts.store_name.as_deref(),
             premium: o.facts.premium.as_deref(),
             egress: o.facts.egress.as_deref(),
+            authorized_at: o.facts.authorized_at.map(rfc3339),
+            authorized_inferred: o.facts.authorized_inferred,
             checked_at: rfc3339(o.checked_at),
         }
     }

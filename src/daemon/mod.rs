@@ -57,6 +57,10 @@ pub trait Checker: Send + Sync + 'static {
     fn unreadable(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// What the state file remembers of a store's last check, given once at start: facts that
+    /// only accumulate over time (the first day an authorisation was seen working) go on.
+    fn remember(&self, _store_id: &str, _facts: &crate::outcome::Facts) {}
 }
 
 /// Delivers one event to one channel (implemented by the channel set).
@@ -380,6 +384,11 @@ pub async fn run(
                 next_due: None,
             },
         );
+    }
+    for (id, m) in &mem {
+        if let Some(last) = &m.last {
+            probe.remember(id, &last.facts);
+        }
     }
     let silences = state.silences(clock.now())?;
     let (check_tx, check_rx) = mpsc::unbounded_channel();

@@ -28,6 +28,10 @@ impl Checker for Prober {
     fn unreadable(&self) -> Vec<(String, String)> {
         Prober::unreadable(self)
     }
+
+    fn remember(&self, store_id: &str, facts: &crate::outcome::Facts) {
+        Prober::remember(self, store_id, facts)
+    }
 }
 
 impl Sender for ChannelSet {

@@ -120,6 +120,7 @@ impl Probe for Amazon {
                 return out;
             }
         };
+        authorization(ctx, &mut out);
         let mut retried = false;
         loop {
             let header = match secret_header(&token, "access token") {
@@ -178,6 +179,60 @@ impl Probe for Amazon {
             }
         }
     }
+}
+
+/// A short fingerprint of the refresh token: tells one authorisation from the next without
+/// keeping anything that could be used.
+pub(crate) fn fingerprint(refresh_token: &str) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(format!("storeguard authorisation {}", refresh_token.trim()));
+    hex::encode(&d[..6])
+}
+
+/// The yearly re-authorisation, once the refresh token has just worked: from the vault's
+/// `authorized_at`, else inferred from the first day this authorisation was seen working.
+fn authorization(ctx: &ProbeCtx<'_>, out: &mut Probed) {
+    let (at, inferred) = match ctx.creds.time("authorized_at") {
+        Some(t) => (t, false),
+        None => {
+            let Some(refresh) = ctx.creds.get("refresh_token") else {
+                return;
+            };
+            let fp = fingerprint(refresh.expose_secret());
+            let mut seen = ctx
+                .memory
+                .authorized_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let first = match seen.as_ref() {
+                Some((f, t)) if *f == fp && *t <= ctx.now => *t,
+                _ => {
+                    *seen = Some((fp.clone(), ctx.now));
+                    ctx.now
+                }
+            };
+            out.facts.authorization = Some(fp);
+            (first, true)
+        }
+    };
+    out.facts.authorized_at = Some(at);
+    out.facts.authorized_inferred = inferred;
+    let Some(lifetime) = Marketplace::Amazon
+        .spec()
+        .reauthorize_after
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+    else {
+        return;
+    };
+    let due = at + lifetime;
+    out.facts.expires_at = Some(out.facts.expires_at.map_or(due, |e| e.min(due)));
+    let what = if inferred {
+        "Amazon app authorisation (re-authorise every 365 days; date inferred from its first working check, so at the latest)"
+    } else {
+        "Amazon app authorisation (re-authorise every 365 days)"
+    };
+    out.findings
+        .extend(expiring(what, due, ctx.now, ctx.warning_window()));
 }
 
 /// Reads a 200 answer of `marketplaceParticipations` into `out`: the account's marketplaces,

@@ -162,6 +162,9 @@ struct Memory {
     seller_id: Mutex<Option<String>>,
     /// Yandex Market key scopes, fetched at most once a day.
     yandex_scopes: Mutex<Option<yandex::Scopes>>,
+    /// Amazon: (authorisation fingerprint, first day it was seen working), when the vault
+    /// does not say when the app was authorised.
+    authorized_seen: Mutex<Option<(String, DateTime<Utc>)>>,
 }
 
 /// One store as the prober knows it.
@@ -304,6 +307,30 @@ impl Prober {
     /// `Outcome::checked_at`; latency is measured with Instant. Never panics, never hangs past
     /// the store's timeout (+ a small margin). `None` for a store the config does not have (a
     /// reload removed it while its check was queued): there is nothing to record for it.
+    /// Takes what an earlier check found out over time (see [`crate::daemon::Checker`]): the
+    /// first day an Amazon authorisation was seen working, when the vault does not say when
+    /// it was given. Only for the same authorisation, and only when nothing is known yet.
+    pub fn remember(&self, store_id: &str, facts: &Facts) {
+        let (Some(fp), Some(at), true) = (
+            facts.authorization.as_ref(),
+            facts.authorized_at,
+            facts.authorized_inferred,
+        ) else {
+            return;
+        };
+        let snapshot = self.current();
+        if let Some(slot) = snapshot.slots.get(store_id) {
+            let mut seen = slot
+                .memory
+                .authorized_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if seen.is_none() {
+                *seen = Some((fp.clone(), at));
+            }
+        }
+    }
+
     pub async fn check(&self, store_id: &str, now: DateTime<Utc>) -> Option<Outcome> {
         let snapshot = self.current();
         let slot = snapshot.slots.get(store_id).cloned()?;

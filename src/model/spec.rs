@@ -100,6 +100,10 @@ const AMAZON_FIELDS: &[Field] = &[
         "client_secret_rotated_at",
         "when the LWA client secret was last rotated (RFC 3339)",
     ),
+    t(
+        "authorized_at",
+        "when the seller last authorised the app in Seller Central (a date): due again after 365 days",
+    ),
     PROXY,
 ];
 const IOP_FIELDS: &[Field] = &[
@@ -257,6 +261,9 @@ pub struct MarketplaceSpec {
     pub account_help: &'static str,
     /// The fields of a store's vault entry (`store/<id>`).
     pub vault_fields: &'static [Field],
+    /// How long a seller's authorisation of an app lasts before the seller must renew it by
+    /// hand (no API says when it was given).
+    pub reauthorize_after: Option<Duration>,
     /// Its base URLs, overridable in `[marketplace.<id>]`. The first is where a store's probe
     /// goes unless the marketplace picks one per store (Amazon's regions).
     pub endpoints: &'static [Endpoint],
@@ -276,6 +283,7 @@ impl Marketplace {
             account_required: true,
             account_help: "add account = \"<Client-Id>\" (the seller account number shown next to the API key)",
             vault_fields: OZON_FIELDS,
+            reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://api-seller.ozon.ru")],
         };
         // 0.016 requests/second per app+seller pair: a probe every 5 minutes at most.
@@ -286,6 +294,8 @@ impl Marketplace {
             account_required: false,
             account_help: "",
             vault_fields: AMAZON_FIELDS,
+            // Public SP-API apps: every 365 days.
+            reauthorize_after: Some(Duration::from_secs(365 * 86_400)),
             endpoints: &[
                 ep("na", "https://sellingpartnerapi-na.amazon.com"),
                 ep("eu", "https://sellingpartnerapi-eu.amazon.com"),
@@ -300,6 +310,7 @@ impl Marketplace {
             account_required: true,
             account_help: SELLER_ID_HELP,
             vault_fields: IOP_FIELDS,
+            reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://openapi-api.alibaba.com")],
         };
         const ALIEXPRESS: MarketplaceSpec = MarketplaceSpec {
@@ -309,6 +320,7 @@ impl Marketplace {
             account_required: true,
             account_help: SELLER_ID_HELP,
             vault_fields: IOP_FIELDS,
+            reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://api-sg.aliexpress.com")],
         };
         // Seller info: 1 request a minute per seller account, bursts of 10.
@@ -319,6 +331,7 @@ impl Marketplace {
             account_required: true,
             account_help: "add account = \"<sid>\" (the seller UUID; `storeguard check` shows the one the token answers for)",
             vault_fields: WILDBERRIES_FIELDS,
+            reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://common-api.wildberries.ru")],
         };
         // Campaigns: 1,000 requests an hour, at most 4 in flight per cabinet.
@@ -329,6 +342,7 @@ impl Marketplace {
             account_required: true,
             account_help: "add account = \"<business id>\" (the cabinet's business id; `storeguard check` shows the one the key answers for)",
             vault_fields: YANDEX_MARKET_FIELDS,
+            reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://api.partner.market.yandex.ru")],
         };
         match self {

@@ -211,6 +211,8 @@ enum Tweak {
     Garbled,
     /// Amazon: client secret rotated 175 days ago.
     OldClientSecret,
+    /// Amazon: the app was authorised 360 days ago (`authorized_at`).
+    AuthorizedLongAgo,
     /// Amazon: the config expects a marketplace the seller is not in.
     MissingMarketplace,
     /// IOP: refresh token expires in 3 days.
@@ -306,6 +308,13 @@ fn set_up(env: &Env, fakes: &Fakes, i: usize, c: &Case) -> Creds {
                 "client_secret_rotated_at = {}\n",
                 t(chrono::Duration::days(days))
             ));
+            if c.tweak == Tweak::AuthorizedLongAgo {
+                // A bare date, as a seller writes it.
+                text.push_str(&format!(
+                    "authorized_at = {}\n",
+                    (now - chrono::Duration::days(360)).format("%Y-%m-%d")
+                ));
+            }
             let mut expected = vec!["\"ATVPDKIKX0DER\"".to_string()];
             if c.tweak == Tweak::MissingMarketplace {
                 expected.push("\"A1F83G8C2ARO7P\"".into());
@@ -496,6 +505,7 @@ async fn every_scenario_maps_to_its_finding_and_status() {
         case("amazon-redirect", Amazon, fakes.redirect(), T::None, Some("protocol_error"), "UNKNOWN"),
         case("amazon-secret-age", Amazon, S::Healthy, T::OldClientSecret, Some("credential_expiring"), "WARNING"),
         case("amazon-marketplace-gone", Amazon, S::Healthy, T::MissingMarketplace, Some("identity_mismatch"), "CRITICAL"),
+        case("amazon-reauthorize-due", Amazon, S::Healthy, T::AuthorizedLongAgo, Some("credential_expiring"), "WARNING"),
         case("alibaba-healthy", Alibaba, S::Healthy, T::None, None, "OK"),
         case("alibaba-token-refreshed", Alibaba, S::IllegalAccessTokenThenRefresh, T::None, None, "OK"),
         case("alibaba-near-expiry", Alibaba, S::Healthy, T::AccessNearExpiry, None, "OK"),
@@ -596,6 +606,18 @@ async fn every_scenario_maps_to_its_finding_and_status() {
     assert!(oz["roles"].as_array().unwrap().iter().any(|r| r == "Admin"));
     assert!(oz["expires_at"].as_str().is_some());
     let amz = row(&rows, "amazon-healthy");
+    // No `authorized_at` in the vault: the date is inferred (today), and shown as such.
+    assert_eq!(amz["authorized_inferred"], true, "{amz:#}");
+    assert!(amz["authorized_at"].as_str().is_some(), "{amz:#}");
+    let due = row(&rows, "amazon-reauthorize-due");
+    assert_eq!(due["authorized_inferred"], Value::Null, "{due:#}");
+    assert!(
+        due["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("re-authorise every 365 days"),
+        "{due:#}"
+    );
     assert_eq!(amz["marketplaces"][0], "A2EUQ1WTGCTBG2");
     assert!(amz["store_name"].as_str().unwrap().starts_with("Acme Home"));
     let ae = row(&rows, "aliexpress-healthy");
@@ -1151,6 +1173,91 @@ fn prober(env: &Env) -> storeguard::marketplace::Prober {
     let config = storeguard::config::Config::load(&env.config_path()).unwrap();
     storeguard::marketplace::Prober::new(Arc::new(config), env.vault.clone(), env.identity.clone())
         .unwrap()
+}
+
+/// Without `authorized_at`, the first day an Amazon authorisation was seen working is what the
+/// yearly re-authorisation counts from; the daemon gives it back to a new prober after a
+/// restart, and a new authorisation (another refresh token) starts a new year.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inferred_authorisation_date_outlives_a_restart() {
+    let env = Env::new();
+    let fakes = Fakes::start().await;
+    let c = case(
+        "amazon-us",
+        Marketplace::Amazon,
+        Scenario::Healthy,
+        Tweak::None,
+        None,
+        "OK",
+    );
+    let cr = set_up(&env, &fakes, 0, &c);
+    env.write_config(
+        "en",
+        "5s",
+        &fakes.endpoints(),
+        &store_toml(&c, &cr.store_extra),
+    );
+    // Only the authorisation ages here: no client-secret rotation date.
+    let text: String = cr
+        .vault_text
+        .lines()
+        .filter(|l| !l.starts_with("client_secret_rotated_at"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    env.put("amazon-us", Marketplace::Amazon, &text);
+    let now = chrono::Utc::now();
+    let first = prober(&env).check("amazon-us", now).await.unwrap();
+    assert!(first.facts.authorized_inferred);
+    assert_eq!(first.facts.authorized_at, Some(now));
+    let fp = first.facts.authorization.clone().expect("a fingerprint");
+    assert!(!fp.contains("CANARY") && fp.len() == 12, "{fp}");
+    assert!(first.findings.is_empty(), "{:?}", first.findings);
+
+    // A restart 358 days later: the state file's facts are remembered, the year runs out.
+    let later = now + chrono::Duration::days(358);
+    let restarted = prober(&env);
+    restarted.remember("amazon-us", &first.facts);
+    let o = restarted.check("amazon-us", later).await.unwrap();
+    assert_eq!(o.facts.authorized_at, Some(now));
+    let f = o
+        .findings
+        .iter()
+        .find(|f| f.kind == storeguard::outcome::FindingKind::CredentialExpiring)
+        .unwrap_or_else(|| panic!("{:?}", o.findings));
+    assert!(f.detail.contains("at the latest"), "{}", f.detail);
+    assert_eq!(o.facts.expires_at, Some(now + chrono::Duration::days(365)));
+
+    // The seller re-authorised: a new refresh token is a new authorisation, counted anew.
+    let mut doc = env.load("amazon-us", Marketplace::Amazon);
+    let text = doc.to_toml().replace(
+        "Atzr|CANARY-amz-refresh-0",
+        "Atzr|CANARY-amz-refresh-0-renewed",
+    );
+    fakes.amazon.add_account(
+        storeguard::fake::AmazonAccount {
+            refresh_token: "Atzr|CANARY-amz-refresh-0-renewed".into(),
+            client_id: "amzn1.application-oa2-client.0".into(),
+            client_secret: "CANARY-amz-secret-0".into(),
+            marketplaces: vec!["ATVPDKIKX0DER".into(), "A2EUQ1WTGCTBG2".into()],
+            store_name: Some("Acme Home 0".into()),
+        },
+        Scenario::Healthy,
+    );
+    doc = Document::parse(&text, Schema::Store(Marketplace::Amazon)).unwrap();
+    env.vault
+        .write(
+            &EntryId::store("amazon-us"),
+            &mut doc,
+            None,
+            Some(&env.identity),
+        )
+        .unwrap();
+    let fresh = prober(&env);
+    fresh.remember("amazon-us", &first.facts);
+    let o = fresh.check("amazon-us", later).await.unwrap();
+    assert_eq!(o.facts.authorized_at, Some(later));
+    assert_ne!(o.facts.authorization.as_deref(), Some(fp.as_str()));
+    assert!(o.findings.is_empty(), "{:?}", o.findings);
 }
 
 /// `n` checks of one store at the same time.

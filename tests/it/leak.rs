@@ -95,8 +95,12 @@ async fn no_surface_shows_a_fixture_secret() {
         StoreSpec::new("wb-scope", "Wildberries scope", Marketplace::Wildberries)
             .with(Scenario::MissingRole),
         StoreSpec::new("ym-ok", "Yandex Market OK", Marketplace::YandexMarket),
-        StoreSpec::new("ym-revoked", "Yandex Market revoked", Marketplace::YandexMarket)
-            .with(Scenario::DeactivatedKey),
+        StoreSpec::new(
+            "ym-revoked",
+            "Yandex Market revoked",
+            Marketplace::YandexMarket,
+        )
+        .with(Scenario::DeactivatedKey),
     ];
     let w = world(stores, &receiver, "2s").await;
     // The webhook signs its payloads: its signing secret is a fixture secret too.

@@ -411,6 +411,23 @@ fn facts_section(out: &mut Html, ctx: &Ctx, s: &StoreView, facts: Option<&Facts>
         s.account.as_deref().map_or_else(dash, Html::text),
     );
     fact("page.fact.expires", expiry_cell(ctx, s.expires_at));
+    let lifetime = s
+        .marketplace
+        .spec()
+        .reauthorize_after
+        .and_then(|d| chrono::Duration::from_std(d).ok());
+    if let (Some(at), Some(lifetime)) = (facts.and_then(|f| f.authorized_at), lifetime) {
+        let due = at + lifetime;
+        let mut v = expiry_cell(ctx, Some(due));
+        if facts.is_some_and(|f| f.authorized_inferred) {
+            html!(
+                v,
+                " <span class=\"rel\">{}</span>",
+                fill(lang, "page.fact.inferred", &[])
+            );
+        }
+        fact("page.fact.reauthorize", v);
+    }
     fact(
         "page.fact.roles",
         facts.map_or_else(dash, |f| list(&f.roles)),

@@ -501,3 +501,45 @@ fn a_thousand_stores_render_quickly() {
     assert!(page.len() < 6 * 1024 * 1024, "{} bytes", page.len());
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }
+
+#[test]
+fn an_amazon_store_shows_when_to_re_authorise_and_whether_that_is_inferred() {
+    let store = view("amazon-us", "Amazon US", Marketplace::Amazon, vec![]);
+    let render = |inferred: bool| {
+        let facts = Facts {
+            authorized_at: Some(now() - chrono::Duration::days(355)),
+            authorized_inferred: inferred,
+            ..Facts::default()
+        };
+        render_store(&Detail {
+            ctx: ctx(Language::En),
+            store: &store,
+            facts: Some(&facts),
+            incidents: &[],
+            history: &[],
+            lang_param: None,
+            history_ok: true,
+        })
+    };
+    let page = render(true);
+    assert!(page.contains("<dt>Re-authorise the app by</dt>"), "{page}");
+    assert!(page.contains("in 10 days"), "{page}");
+    assert!(page.contains("at the latest"), "{page}");
+    assert!(!render(false).contains("at the latest"));
+    // Marketplaces without a yearly re-authorisation show no such row.
+    let ozon = view("ozon-a", "Ozon", Marketplace::Ozon, vec![]);
+    let facts = Facts {
+        authorized_at: Some(now()),
+        ..Facts::default()
+    };
+    let page = render_store(&Detail {
+        ctx: ctx(Language::En),
+        store: &ozon,
+        facts: Some(&facts),
+        incidents: &[],
+        history: &[],
+        lang_param: None,
+        history_ok: true,
+    });
+    assert!(!page.contains("Re-authorise"));
+}
