@@ -5,7 +5,7 @@ use super::prompt::Prompter;
 use super::vault_cmd::read_document;
 use super::{load_config, load_identity, open_vault};
 use crate::config::Config;
-use crate::model::{AmazonRegion, Marketplace};
+use crate::model::Marketplace;
 use crate::vault::{EntryId, IdentityError, Schema};
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
@@ -69,19 +69,27 @@ pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
             },
         )?,
     };
-    let region = if marketplace == Marketplace::Amazon {
+    let regions = marketplace.spec().regions;
+    let region = if regions.is_empty() {
+        None
+    } else {
         let r = match args.region {
             Some(r) => r,
-            None => p.ask("Region (na, eu, fe)", Some("na"))?,
+            None => p.ask(
+                &format!("Region ({})", regions.join(", ")),
+                Some(regions[0]),
+            )?,
         };
-        Some(match r.trim() {
-            "na" => AmazonRegion::Na,
-            "eu" => AmazonRegion::Eu,
-            "fe" => AmazonRegion::Fe,
-            other => bail!("unknown Amazon region `{other}`; use na, eu or fe"),
-        })
-    } else {
-        None
+        let r = r.trim().to_ascii_lowercase();
+        match regions.iter().find(|x| **x == r) {
+            Some(x) => Some(*x),
+            None => bail!(
+                "unknown {} region `{}`; use one of {}",
+                marketplace.display_name(),
+                crate::outcome::sanitize(&r, 20),
+                regions.join(", ")
+            ),
+        }
     };
 
     // The new table, formatted by toml_edit (quoting and escaping done right), appended after
@@ -94,7 +102,7 @@ pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
         table.insert("account", toml_edit::value(account.trim()));
     }
     if let Some(r) = region {
-        table.insert("region", toml_edit::value(r.as_str()));
+        table.insert("region", toml_edit::value(r));
     }
     let mut aot = toml_edit::ArrayOfTables::new();
     aot.push(table);

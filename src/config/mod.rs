@@ -6,7 +6,7 @@
 //! `file:line:col` and a sentence that says what to do; all problems are collected, not just the
 //! first. No secret belongs in this file, and no error message quotes a source line.
 
-use crate::model::{AmazonRegion, ChannelKind, Language, Marketplace, Severity};
+use crate::model::{ChannelKind, Language, Marketplace, Severity};
 use crate::schedule::CronSchedule;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -113,10 +113,6 @@ impl Endpoints {
             None => false,
         }
     }
-
-    pub fn amazon_region(&self, region: AmazonRegion) -> &Url {
-        self.get(Marketplace::Amazon, region.as_str())
-    }
 }
 
 impl Default for Endpoints {
@@ -139,7 +135,8 @@ pub struct Store {
     pub name: String,
     /// The expected account number (Ozon Client-Id, Alibaba/AliExpress seller id, Amazon seller id).
     pub account: Option<String>,
-    pub region: Option<AmazonRegion>,
+    /// One of the marketplace's `regions` (its spec), when it has any.
+    pub region: Option<&'static str>,
     /// Expected Amazon marketplace ids.
     pub marketplaces: Vec<String>,
     pub schedule: CronSchedule,
@@ -419,10 +416,7 @@ impl Config {
     /// The endpoint a store's probe talks to first.
     pub fn base_url(&self, store: &Store) -> &Url {
         let m = store.marketplace;
-        let key = match m {
-            Marketplace::Amazon => store.region.unwrap_or(AmazonRegion::Na).as_str(),
-            _ => m.spec().endpoints[0].key,
-        };
+        let key = store.region.unwrap_or(m.spec().endpoints[0].key);
         self.endpoints.get(m, key)
     }
 }

@@ -58,7 +58,7 @@ pub(super) struct RawStore {
     pub(super) marketplace: Spanned<Marketplace>,
     pub(super) name: Option<String>,
     pub(super) account: Option<Spanned<toml::Value>>,
-    pub(super) region: Option<AmazonRegion>,
+    pub(super) region: Option<Spanned<String>>,
     pub(super) marketplaces: Option<Vec<String>>,
     pub(super) schedule: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,

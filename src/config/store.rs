@@ -66,20 +66,53 @@ impl Store {
                 marketplace.spec().account_help,
             );
         }
-        if marketplace == Marketplace::Amazon && st.region.is_none() {
-            c.at(
-                table_span.clone(),
-                format!("Amazon store `{id}` has no `region`"),
-                "add region = \"na\", \"eu\" or \"fe\" (the Selling Partner API region of its marketplaces)",
-            );
-        }
-        if marketplace != Marketplace::Amazon && st.region.is_some() {
-            c.at(
-                table_span.clone(),
-                format!("store `{id}`: `region` applies only to Amazon stores"),
-                "remove it",
-            );
-        }
+        let spec = marketplace.spec();
+        // "na", "eu" or "fe"
+        let quoted = || {
+            let q: Vec<String> = spec.regions.iter().map(|r| format!("\"{r}\"")).collect();
+            match q.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+                _ => q.join(""),
+            }
+        };
+        let region = match (&st.region, spec.regions.is_empty()) {
+            (None, false) => {
+                c.at(
+                    table_span.clone(),
+                    format!("{} store `{id}` has no `region`", spec.display_name),
+                    format!("add region = {} ({})", quoted(), spec.region_help),
+                );
+                None
+            }
+            (Some(r), false) => {
+                let want = r.get_ref().trim().to_ascii_lowercase();
+                let found = spec.regions.iter().copied().find(|x| *x == want);
+                if found.is_none() {
+                    c.at(
+                        r.span(),
+                        format!(
+                            "unknown {} region `{}`",
+                            spec.display_name,
+                            crate::outcome::sanitize(r.get_ref(), 20)
+                        ),
+                        format!("use {} ({})", quoted(), spec.region_help),
+                    );
+                }
+                found
+            }
+            (Some(_), true) => {
+                c.at(
+                    table_span.clone(),
+                    format!(
+                        "store `{id}`: {} stores take no `region`",
+                        spec.display_name
+                    ),
+                    "remove it",
+                );
+                None
+            }
+            (None, true) => None,
+        };
         if marketplace != Marketplace::Amazon && st.marketplaces.is_some() {
             c.at(
                 table_span.clone(),
@@ -102,21 +135,12 @@ impl Store {
             None => Some(cx.defaults.schedule.clone()),
         };
         // The minimum intervals protect real marketplaces; fakes on loopback may be polled fast.
-        let on_loopback = match marketplace {
-            // Only the store's own region counts (and the token endpoint).
-            Marketplace::Amazon => {
-                is_loopback_host(cx.endpoints.get(marketplace, "token_endpoint"))
-                    && is_loopback_host(
-                        cx.endpoints
-                            .amazon_region(st.region.unwrap_or(AmazonRegion::Na)),
-                    )
-            }
-            _ => marketplace
-                .spec()
-                .endpoints
-                .iter()
-                .all(|e| is_loopback_host(cx.endpoints.get(marketplace, e.key))),
-        };
+        // The endpoints this store talks to: its own region's (of the regions) and the rest.
+        let on_loopback = spec
+            .endpoints
+            .iter()
+            .filter(|e| !spec.regions.contains(&e.key) || region == Some(e.key))
+            .all(|e| is_loopback_host(cx.endpoints.get(marketplace, e.key)));
         if let Some(sched) = schedule.as_ref().filter(|_| !on_loopback) {
             let min = marketplace.min_check_interval();
             if sched.min_interval() < min {
@@ -184,7 +208,7 @@ impl Store {
             marketplace,
             name,
             account,
-            region: st.region,
+            region,
             marketplaces: st.marketplaces.clone().unwrap_or_default(),
             schedule,
             timeout,

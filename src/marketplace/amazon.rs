@@ -9,7 +9,7 @@ use super::{
     Answer, Probe, ProbeCtx, Probed, endpoint, expiring, generic, rate_limited, secret_header,
     send, unrecognised,
 };
-use crate::model::{AmazonRegion, Marketplace};
+use crate::model::Marketplace;
 use crate::outcome::{Finding, FindingKind};
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
@@ -108,9 +108,8 @@ impl Probe for Amazon {
                 ctx.warning_window(),
             ));
         }
-        let region = ctx.store.region.unwrap_or(AmazonRegion::Na);
         let url = endpoint(
-            ctx.config.endpoints.amazon_region(region),
+            ctx.config.base_url(ctx.store),
             "/sellers/v1/marketplaceParticipations",
         );
         let mut token = match access_token(ctx, None).await {

@@ -125,25 +125,6 @@ vocabulary! {
     }
 }
 
-/// Amazon SP-API region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AmazonRegion {
-    Na,
-    Eu,
-    Fe,
-}
-
-impl AmazonRegion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AmazonRegion::Na => "na",
-            AmazonRegion::Eu => "eu",
-            AmazonRegion::Fe => "fe",
-        }
-    }
-}
-
 #[cfg(test)]
 mod vocabulary_tests {
     use super::*;

@@ -261,6 +261,11 @@ pub struct MarketplaceSpec {
     pub account_help: &'static str,
     /// The fields of a store's vault entry (`store/<id>`).
     pub vault_fields: &'static [Field],
+    /// The regions a store must pick one of (`region` in its `[[store]]` table); each is also
+    /// the key of that region's endpoint. Empty: stores name no region.
+    pub regions: &'static [&'static str],
+    /// What the regions are, for the help of a missing or unknown one.
+    pub region_help: &'static str,
     /// How long a seller's authorisation of an app lasts before the seller must renew it by
     /// hand (no API says when it was given).
     pub reauthorize_after: Option<Duration>,
@@ -283,6 +288,8 @@ impl Marketplace {
             account_required: true,
             account_help: "add account = \"<Client-Id>\" (the seller account number shown next to the API key)",
             vault_fields: OZON_FIELDS,
+            regions: &[],
+            region_help: "",
             reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://api-seller.ozon.ru")],
         };
@@ -294,6 +301,8 @@ impl Marketplace {
             account_required: false,
             account_help: "",
             vault_fields: AMAZON_FIELDS,
+            regions: &["na", "eu", "fe"],
+            region_help: "the Selling Partner API region of its marketplaces",
             // Public SP-API apps: every 365 days.
             reauthorize_after: Some(Duration::from_secs(365 * 86_400)),
             endpoints: &[
@@ -310,6 +319,8 @@ impl Marketplace {
             account_required: true,
             account_help: SELLER_ID_HELP,
             vault_fields: IOP_FIELDS,
+            regions: &[],
+            region_help: "",
             reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://openapi-api.alibaba.com")],
         };
@@ -320,6 +331,8 @@ impl Marketplace {
             account_required: true,
             account_help: SELLER_ID_HELP,
             vault_fields: IOP_FIELDS,
+            regions: &[],
+            region_help: "",
             reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://api-sg.aliexpress.com")],
         };
@@ -331,6 +344,8 @@ impl Marketplace {
             account_required: true,
             account_help: "add account = \"<sid>\" (the seller UUID; `storeguard check` shows the one the token answers for)",
             vault_fields: WILDBERRIES_FIELDS,
+            regions: &[],
+            region_help: "",
             reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://common-api.wildberries.ru")],
         };
@@ -342,6 +357,8 @@ impl Marketplace {
             account_required: true,
             account_help: "add account = \"<business id>\" (the cabinet's business id; `storeguard check` shows the one the key answers for)",
             vault_fields: YANDEX_MARKET_FIELDS,
+            regions: &[],
+            region_help: "",
             reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://api.partner.market.yandex.ru")],
         };
