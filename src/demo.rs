@@ -49,6 +49,7 @@ pub struct World {
     pub aliexpress: IopFake,
     pub wildberries: WildberriesFake,
     pub yandex: YandexFake,
+    pub lazada: IopFake,
     pub stores: Vec<StoreSpec>,
 }
 
@@ -64,6 +65,7 @@ pub fn account_of(index: usize, m: Marketplace) -> String {
         Marketplace::Aliexpress => format!("20000{:08}", index),
         Marketplace::Wildberries => format!("e8923014-e233-47a8-898e-{:012x}", index),
         Marketplace::YandexMarket => format!("{}", 70_000_000 + index),
+        Marketplace::Lazada => format!("{}", 300_000_000 + index),
     }
 }
 
@@ -123,6 +125,7 @@ impl World {
         let aliexpress = IopFake::start(IopKind::Aliexpress, wc.fake.clone()).await?;
         let wildberries = WildberriesFake::start(wc.fake.clone()).await?;
         let yandex = YandexFake::start(wc.fake.clone()).await?;
+        let lazada = IopFake::start(IopKind::Lazada, wc.fake.clone()).await?;
 
         let identity = Identity::generate();
         identity.write_new(&dir.path().join("identity.txt"))?;
@@ -135,7 +138,8 @@ impl World {
              [defaults]\nschedule = \"{}\"\ntimeout = \"5s\"\nfailure_threshold = {}\nsuccess_threshold = {}\nremind_every = \"{}\"\nchannels = [{}]\n\n\
              [marketplace.ozon]\nendpoint = \"{}\"\n\n[marketplace.amazon]\ntoken_endpoint = \"{}\"\nna = \"{}\"\neu = \"{}\"\nfe = \"{}\"\n\n\
              [marketplace.alibaba]\nendpoint = \"{}\"\n\n[marketplace.aliexpress]\nendpoint = \"{}\"\n\n\
-             [marketplace.wildberries]\nendpoint = \"{}\"\n\n[marketplace.yandex_market]\nendpoint = \"{}\"\n\n",
+             [marketplace.wildberries]\nendpoint = \"{}\"\n\n[marketplace.yandex_market]\nendpoint = \"{}\"\n\n\
+             [marketplace.lazada]\nauth_endpoint = \"{lz}\"\nsg = \"{lz}\"\nmy = \"{lz}\"\nvn = \"{lz}\"\nth = \"{lz}\"\nph = \"{lz}\"\nid = \"{lz}\"\n\n",
             wc.listen,
             wc.language,
             wc.schedule,
@@ -156,6 +160,7 @@ impl World {
             aliexpress.url(),
             wildberries.url(),
             yandex.url(),
+            lz = format!("{}rest", lazada.url()),
         );
         for (i, s) in stores.iter().enumerate() {
             let account = account_of(i, s.marketplace);
@@ -164,6 +169,9 @@ impl World {
                 "[[store]]\nid = \"{}\"\nmarketplace = \"{}\"\nname = \"{}\"\naccount = \"{account}\"",
                 s.id, s.marketplace, s.name
             );
+            if s.marketplace == Marketplace::Lazada {
+                cfg.push_str("region = \"sg\"\n");
+            }
             if s.marketplace == Marketplace::Amazon {
                 let _ = writeln!(
                     cfg,
@@ -183,6 +191,7 @@ impl World {
                 aliexpress: &aliexpress,
                 wildberries: &wildberries,
                 yandex: &yandex,
+                lazada: &lazada,
             };
             let (doc, schema) = add_to_fakes(s, &account, &fakes);
             let mut doc = Document::parse(&doc, schema).context("fixture entry")?;
@@ -203,6 +212,7 @@ impl World {
             aliexpress,
             wildberries,
             yandex,
+            lazada,
             stores,
         })
     }
@@ -251,6 +261,7 @@ impl World {
                 .set_scenario(&canary(&s.id, "refresh-token"), scenario),
             Marketplace::Alibaba => self.alibaba.set_scenario(&app_key(&s.id), scenario),
             Marketplace::Aliexpress => self.aliexpress.set_scenario(&app_key(&s.id), scenario),
+            Marketplace::Lazada => self.lazada.set_scenario(&app_key(&s.id), scenario),
             Marketplace::Wildberries => self
                 .wildberries
                 .set_scenario(&account_of(i, s.marketplace), scenario),
@@ -273,6 +284,7 @@ struct Fakes<'a> {
     aliexpress: &'a IopFake,
     wildberries: &'a WildberriesFake,
     yandex: &'a YandexFake,
+    lazada: &'a IopFake,
 }
 
 /// When a Wildberries fixture token expires: in N days for `ExpiringInDays(N)`, else in 150.
@@ -318,7 +330,7 @@ fn add_to_fakes(s: &StoreSpec, account: &str, f: &Fakes<'_>) -> (String, Schema)
             amazon.add_account(acc, s.scenario.clone());
             (doc, Schema::Store(Marketplace::Amazon))
         }
-        Marketplace::Alibaba | Marketplace::Aliexpress => {
+        Marketplace::Alibaba | Marketplace::Aliexpress | Marketplace::Lazada => {
             let acc = IopAccount {
                 app_key: app_key(&s.id),
                 app_secret: canary(&s.id, "app-secret"),
@@ -331,10 +343,10 @@ fn add_to_fakes(s: &StoreSpec, account: &str, f: &Fakes<'_>) -> (String, Schema)
                 "app_key = \"{}\"\napp_secret = \"{}\"\naccess_token = \"{}\"\nrefresh_token = \"{}\"\n",
                 acc.app_key, acc.app_secret, acc.access_token, acc.refresh_token
             );
-            let fake = if s.marketplace == Marketplace::Alibaba {
-                alibaba
-            } else {
-                aliexpress
+            let fake = match s.marketplace {
+                Marketplace::Alibaba => alibaba,
+                Marketplace::Lazada => f.lazada,
+                _ => aliexpress,
             };
             fake.add_account(acc, s.scenario.clone());
             (doc, Schema::Store(s.marketplace))
@@ -360,7 +372,7 @@ fn add_to_fakes(s: &StoreSpec, account: &str, f: &Fakes<'_>) -> (String, Schema)
     }
 }
 
-/// The fourteen stores of `storeguard demo`, on six marketplaces.
+/// The fifteen stores of `storeguard demo`, on seven marketplaces.
 pub fn demo_stores() -> Vec<StoreSpec> {
     use Marketplace::*;
     vec![
@@ -380,5 +392,7 @@ pub fn demo_stores() -> Vec<StoreSpec> {
         StoreSpec::new("wb-home", "Wildberries — Flax Store", Wildberries)
             .with(Scenario::ExpiringInDays(5)),
         StoreSpec::new("yandex-market", "Яндекс Маркет — My Business", YandexMarket),
+        StoreSpec::new("lazada-sg", "Lazada SG — Acme Home", Lazada)
+            .with(Scenario::IllegalAccessTokenThenRefresh),
     ]
 }

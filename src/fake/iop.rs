@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex, RwLock};
 pub enum IopKind {
     Alibaba,
     Aliexpress,
+    /// Lazada (LazOP): `GET /rest/seller/get`, the same signing and refresh.
+    Lazada,
 }
 
 /// An app authorisation the fake knows.
@@ -175,6 +177,7 @@ impl IopFake {
 const REFRESH: &str = "/rest/auth/token/refresh";
 const GROUP_GET: &str = "/rest/alibaba/icbu/product/group/get";
 const PROFILE: &str = "aliexpress.merchant.profile.get";
+const SELLER_GET: &str = "/rest/seller/get";
 
 async fn handle(
     State(inner): State<Arc<Inner>>,
@@ -186,15 +189,26 @@ async fn handle(
     inner.common.delay().await;
     let mut rec = Recorded::new(&method, &uri, &headers, &body);
     rec.check_common();
-    if method != Method::POST {
-        rec.problem(format!("{method} instead of POST"));
+    // Lazada's GetSeller is a GET with its parameters in the query; the rest are form POSTs.
+    if inner.kind == IopKind::Lazada && rec.path == SELLER_GET {
+        if method != Method::GET {
+            rec.problem(format!("{method} instead of GET"));
+        }
+        if !body.is_empty() {
+            rec.problem("a GET with a body");
+        }
+    } else {
+        if method != Method::POST {
+            rec.problem(format!("{method} instead of POST"));
+        }
+        rec.check_content_type("application/x-www-form-urlencoded");
     }
-    rec.check_content_type("application/x-www-form-urlencoded");
     let sync = rec.path == "/sync";
     let method_name = rec.param("method");
     let api = match (rec.path.as_str(), inner.kind) {
         (REFRESH, _) => Api::Refresh,
         (GROUP_GET, IopKind::Alibaba) => Api::Read,
+        (SELLER_GET, IopKind::Lazada) => Api::Read,
         ("/sync", IopKind::Aliexpress) if method_name.as_deref() == Some(PROFILE) => Api::Read,
         _ => {
             let p = format!("unknown API {} {:?}", rec.path, method_name);
@@ -244,6 +258,11 @@ async fn handle(
                 rec.problem("refresh_token missing");
             }
         }
+        Api::Read if inner.kind == IopKind::Lazada => {
+            if get("access_token").is_none() {
+                rec.problem("access_token missing");
+            }
+        }
         Api::Read if inner.kind == IopKind::Alibaba => {
             if get("access_token").is_none() || get("group_id").as_deref() != Some("-1") {
                 rec.problem("access_token or group_id=-1 missing");
@@ -275,7 +294,7 @@ async fn handle(
         Api::Unknown => err("InvalidApiPath", "The specified API path is invalid"),
         Api::Refresh => refresh(&inner, &account, &scenario, &issued, get("refresh_token")),
         Api::Read => {
-            let token = if inner.kind == IopKind::Alibaba {
+            let token = if inner.kind != IopKind::Aliexpress {
                 get("access_token")
             } else {
                 get("session")
@@ -381,6 +400,10 @@ fn refresh(
             body["user_info"] =
                 json!({"seller_id": seller, "user_id": "7000001", "loginId": "seller01"});
         }
+        IopKind::Lazada => {
+            body["country"] = json!("sg");
+            body["country_user_info"] = json!([{"country": "sg", "seller_id": seller, "user_id": "7000001", "short_code": "SG1015W"}]);
+        }
         IopKind::Aliexpress => {
             body["expire_time"] = json!(now_ms + 86_400_000);
             body["refresh_token_valid_time"] = json!(now_ms + refresh_secs * 1000);
@@ -436,11 +459,18 @@ async fn read(
             "AppWhiteIpLimit",
             "The request IP is not in the app's whitelist",
         ),
+        Scenario::MissingRole if inner.kind == IopKind::Lazada => {
+            error(sync, "Mp3SellerApiLimit", "Mp3 Seller not support the api")
+        }
         Scenario::MissingRole => error(sync, "InvalidApiPath", "The specified API path is invalid"),
         Scenario::RateLimited => error(
             sync,
             "ApiCallLimit",
             "The request has exceeded the API call limit",
+        ),
+        Scenario::CompanyBlocked if inner.kind == IopKind::Lazada => json(
+            200,
+            json!({"code": "0", "data": {"seller_id": account.seller_id.parse::<u64>().unwrap_or(0), "name": account.store_name, "short_code": "SG1015W", "status": "INACTIVE", "cb": true, "verified": true}, "request_id": "0ba2887315178178017221019"}),
         ),
         Scenario::CompanyBlocked => {
             let wrapper = if inner.kind == IopKind::Alibaba {
@@ -454,6 +484,16 @@ async fn read(
             )
         }
         _ => match inner.kind {
+            IopKind::Lazada => {
+                let seller = match scenario {
+                    Scenario::SellerMismatch(other) => other.clone(),
+                    _ => account.seller_id.clone(),
+                };
+                json(
+                    200,
+                    json!({"code": "0", "data": {"seller_id": seller.parse::<u64>().unwrap_or(0), "name": account.store_name, "name_company": "COMPANY-TAX-ID-holding", "short_code": "SG1015W", "email": "seller@example.com", "cb": true, "location": "Shenzhen", "status": "ACTIVE", "verified": true}, "request_id": "0ba2887315178178017221020"}),
+                )
+            }
             IopKind::Alibaba => json(
                 200,
                 json!({"code": "0", "result": {"group_id": -1, "children": []}, "request_id": "0ba2887315178178017221017"}),

@@ -48,16 +48,32 @@ pub fn sign(secret: &[u8], path: Option<&str>, params: &[(&str, &str)]) -> Strin
 pub(crate) enum Flavor {
     Alibaba,
     Aliexpress,
+    Lazada,
 }
 
 impl Flavor {
+    /// Where the cheap read goes (Lazada: the store's country gateway).
     fn host<'a>(self, ctx: &'a ProbeCtx<'_>) -> &'a Url {
+        ctx.config.base_url(ctx.store)
+    }
+
+    /// Where tokens are refreshed.
+    fn auth_host<'a>(self, ctx: &'a ProbeCtx<'_>) -> &'a Url {
         match self {
-            Flavor::Alibaba => ctx.config.endpoints.get(Marketplace::Alibaba, "endpoint"),
-            Flavor::Aliexpress => ctx
+            Flavor::Lazada => ctx
                 .config
                 .endpoints
-                .get(Marketplace::Aliexpress, "endpoint"),
+                .get(Marketplace::Lazada, "auth_endpoint"),
+            Flavor::Alibaba | Flavor::Aliexpress => self.host(ctx),
+        }
+    }
+
+    /// An API path as called: under `/rest` of the host, except where the configured base
+    /// already ends in `/rest` (Lazada's gateways).
+    fn rest(self, path: &str) -> Api<'_> {
+        match self {
+            Flavor::Lazada => Api::Path(path),
+            Flavor::Alibaba | Flavor::Aliexpress => Api::Rest(path),
         }
     }
 
@@ -65,13 +81,17 @@ impl Flavor {
         match self {
             Flavor::Alibaba => "Alibaba.com",
             Flavor::Aliexpress => "AliExpress",
+            Flavor::Lazada => "Lazada",
         }
     }
 }
 
-/// An IOP API: `/rest` + path, or `/sync?method=…`.
+/// An IOP API: `/rest` + path, the path on a base that ends in `/rest`, a GET of such a path
+/// (parameters in the query), or `/sync?method=…`.
 pub(crate) enum Api<'a> {
     Rest(&'a str),
+    Path(&'a str),
+    Get(&'a str),
     Sync(&'a str),
 }
 
@@ -174,7 +194,15 @@ pub(crate) fn classify(code: &str, message: &str) -> IopError {
             FindingKind::PermissionMissing,
             "the app may not call this API",
         ),
-        "ApiCallLimit" => found(FindingKind::RateLimited, "API call limit reached"),
+        "ApiCallLimit" | "901" => found(FindingKind::RateLimited, "API call limit reached"),
+        "MissingParameter" | "APP_KEY_INVALID" | "InvalidAppKey" => found(
+            FindingKind::AuthRejected,
+            "the app key or a signing parameter is refused",
+        ),
+        "Mp3SellerApiLimit" | "E0116" => found(
+            FindingKind::PermissionMissing,
+            "this seller may not use the API",
+        ),
         c if is_business_block(c, message) => found(
             FindingKind::AccountBlocked,
             "the seller's operation rights are suspended",
@@ -201,8 +229,14 @@ async fn call(
         ("sign_method", "sha256"),
     ];
     all.extend_from_slice(params);
+    let mut get = false;
     let (url, path) = match api {
         Api::Rest(p) => (endpoint(host, &format!("/rest{p}")), Some(p)),
+        Api::Path(p) => (endpoint(host, p), Some(p)),
+        Api::Get(p) => {
+            get = true;
+            (endpoint(host, p), Some(p))
+        }
         Api::Sync(method) => {
             let mut u = endpoint(host, "/sync");
             u.query_pairs_mut().append_pair("method", method);
@@ -213,7 +247,11 @@ async fn call(
     let signature = sign(app.secret.expose_secret().as_bytes(), path, &all);
     let mut form: Vec<(&str, &str)> = all.into_iter().filter(|(k, _)| *k != "method").collect();
     form.push(("sign", signature.as_str()));
-    let req = ctx.client.post(url).form(&form);
+    let req = if get {
+        ctx.client.get(url).query(&form)
+    } else {
+        ctx.client.post(url).form(&form)
+    };
     send(ctx.client, req, ctx.timeout()).await
 }
 
@@ -358,6 +396,16 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, flavor: Flavor, out: &mut Probed) -> Re
                 )
                 .await?
             }
+            Flavor::Lazada => {
+                call(
+                    ctx,
+                    host,
+                    &app,
+                    Api::Get("/seller/get"),
+                    &[("access_token", token)],
+                )
+                .await?
+            }
         };
         out.facts.http_status = Some(answer.status);
         match interpret(flavor, &answer) {
@@ -403,6 +451,9 @@ pub(crate) fn interpret(
     if flavor == Flavor::Alibaba {
         return Ok(None);
     }
+    if flavor == Flavor::Lazada {
+        return lazada_seller(answer, &value);
+    }
     let profile = value.get("profile").cloned().or_else(|| {
         value.as_object().and_then(|o| {
             o.iter()
@@ -427,6 +478,36 @@ pub(crate) fn interpret(
     }
 }
 
+/// Lazada's GetSeller answer: `data.seller_id` and `data.name`, and `account_blocked` unless
+/// `data.status` is ACTIVE.
+fn lazada_seller(
+    answer: &Answer,
+    value: &Value,
+) -> Result<Option<(String, Option<String>)>, IopError> {
+    let data = value.get("data");
+    let Some(seller) = data.and_then(|d| d.get("seller_id")).and_then(json_text) else {
+        return Err(IopError::Finding(unrecognised(answer)));
+    };
+    let status = data
+        .and_then(|d| d.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("ACTIVE");
+    if !status.eq_ignore_ascii_case("ACTIVE") {
+        return Err(IopError::Finding(Finding::new(
+            FindingKind::AccountBlocked,
+            format!(
+                "Lazada reports the seller {} (not ACTIVE)",
+                sanitize(status, 20)
+            ),
+        )));
+    }
+    let name = data
+        .and_then(|d| d.get("name"))
+        .and_then(Value::as_str)
+        .map(|n| sanitize(n, 80));
+    Ok(Some((sanitize(&seller, 40), name)))
+}
+
 /// Refreshes the tokens and makes them durable before returning. One refresh in flight per
 /// store; a refresh that another check or process already made is adopted instead.
 async fn refresh(ctx: &ProbeCtx<'_>, flavor: Flavor, app: &App) -> Result<(), Finding> {
@@ -438,9 +519,9 @@ async fn refresh(ctx: &ProbeCtx<'_>, flavor: Flavor, app: &App) -> Result<(), Fi
     let refresh_token = ctx.secret("refresh_token")?;
     let answer = call(
         ctx,
-        flavor.host(ctx),
+        flavor.auth_host(ctx),
         app,
-        Api::Rest("/auth/token/refresh"),
+        flavor.rest("/auth/token/refresh"),
         &[("refresh_token", refresh_token.expose_secret().trim())],
     )
     .await?;
@@ -455,7 +536,14 @@ async fn refresh(ctx: &ProbeCtx<'_>, flavor: Flavor, app: &App) -> Result<(), Fi
             });
         }
         (200, Some(Reply::Ok(v))) => {
-            parse_tokens(&v, ctx.now).ok_or_else(|| unrecognised(&answer))?
+            let mut t = parse_tokens(&v, ctx.now).ok_or_else(|| unrecognised(&answer))?;
+            // Lazada's refresh token keeps the lifetime of its first issue across refreshes.
+            if flavor == Flavor::Lazada
+                && let Some(first) = ctx.creds.time("refresh_token_expires_at")
+            {
+                t.refresh_expires = Some(t.refresh_expires.map_or(first, |n| n.min(first)));
+            }
+            t
         }
         _ => return Err(generic(&answer).unwrap_or_else(|| unrecognised(&answer))),
     };

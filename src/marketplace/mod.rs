@@ -10,6 +10,7 @@ pub mod alibaba;
 pub mod aliexpress;
 pub mod amazon;
 pub mod iop;
+pub mod lazada;
 pub mod ozon;
 pub mod wildberries;
 pub mod yandex;
@@ -307,7 +308,7 @@ impl Prober {
     /// `Outcome::checked_at`; latency is measured with Instant. Never panics, never hangs past
     /// the store's timeout (+ a small margin). `None` for a store the config does not have (a
     /// reload removed it while its check was queued): there is nothing to record for it.
-    /// Takes what an earlier check found out over time (see [`crate::daemon::Checker`]): the
+    /// Takes what an earlier check found out over time (the daemon gives its state here): the
     /// first day an Amazon authorisation was seen working, when the vault does not say when
     /// it was given. Only for the same authorisation, and only when nothing is known yet.
     pub fn remember(&self, store_id: &str, facts: &Facts) {
@@ -405,6 +406,7 @@ async fn run_probe(ctx: &ProbeCtx<'_>) -> Probed {
         Marketplace::Aliexpress => aliexpress::Aliexpress.probe(ctx).await,
         Marketplace::Wildberries => wildberries::Wildberries.probe(ctx).await,
         Marketplace::YandexMarket => yandex::YandexMarket.probe(ctx).await,
+        Marketplace::Lazada => lazada::Lazada.probe(ctx).await,
     }
 }
 
@@ -834,7 +836,11 @@ pub mod fuzz {
     /// the token-refresh answer.
     pub fn iop(status: u16, headers: HeaderMap, body: &[u8]) {
         let a = answer(status, headers, body);
-        for flavor in [iop::Flavor::Alibaba, iop::Flavor::Aliexpress] {
+        for flavor in [
+            iop::Flavor::Alibaba,
+            iop::Flavor::Aliexpress,
+            iop::Flavor::Lazada,
+        ] {
             let _ = iop::interpret(flavor, &a);
         }
         match iop::parse_reply(&a.body) {

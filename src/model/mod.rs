@@ -66,6 +66,7 @@ vocabulary! {
         Aliexpress = "aliexpress",
         Wildberries = "wildberries",
         YandexMarket = "yandex_market",
+        Lazada = "lazada",
     }
 }
 

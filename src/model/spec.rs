@@ -362,7 +362,29 @@ impl Marketplace {
             reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://api.partner.market.yandex.ru")],
         };
+        // GetSeller has no published limit; the gateway bans a second or so on `ApiCallLimit`.
+        const LAZADA: MarketplaceSpec = MarketplaceSpec {
+            display_name: "Lazada",
+            min_check_interval: MINUTE,
+            account_prompt: "Seller id (GetSeller `seller_id`)",
+            account_required: true,
+            account_help: "add account = \"<seller id>\" (the seller id the app was authorised for)",
+            vault_fields: IOP_FIELDS,
+            regions: &["sg", "my", "vn", "th", "ph", "id"],
+            region_help: "the country of the seller's Lazada shop",
+            reauthorize_after: None,
+            endpoints: &[
+                ep("sg", "https://api.lazada.sg/rest"),
+                ep("my", "https://api.lazada.com.my/rest"),
+                ep("vn", "https://api.lazada.vn/rest"),
+                ep("th", "https://api.lazada.co.th/rest"),
+                ep("ph", "https://api.lazada.com.ph/rest"),
+                ep("id", "https://api.lazada.co.id/rest"),
+                ep("auth_endpoint", "https://auth.lazada.com/rest"),
+            ],
+        };
         match self {
+            Marketplace::Lazada => &LAZADA,
             Marketplace::Wildberries => &WILDBERRIES,
             Marketplace::YandexMarket => &YANDEX_MARKET,
             Marketplace::Ozon => &OZON,

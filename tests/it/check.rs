@@ -129,6 +129,7 @@ struct Fakes {
     aliexpress: IopFake,
     wildberries: WildberriesFake,
     yandex: YandexFake,
+    lazada: IopFake,
     elsewhere: Recorder,
 }
 
@@ -145,6 +146,9 @@ impl Fakes {
                 .unwrap(),
             wildberries: WildberriesFake::start(Options::default()).await.unwrap(),
             yandex: YandexFake::start(Options::default()).await.unwrap(),
+            lazada: IopFake::start(IopKind::Lazada, Options::default())
+                .await
+                .unwrap(),
             // Another loopback address: a different host from 127.0.0.1.
             elsewhere: Recorder::start([127, 0, 0, 2].into()).await.unwrap(),
         }
@@ -156,7 +160,8 @@ impl Fakes {
             "[marketplace.ozon]\nendpoint = \"{}\"\n\n[marketplace.amazon]\ntoken_endpoint = \"{}\"\n\
              na = \"{}\"\neu = \"{}\"\nfe = \"{}\"\n\n[marketplace.alibaba]\nendpoint = \"{}\"\n\n\
              [marketplace.aliexpress]\nendpoint = \"{}\"\n\n[marketplace.wildberries]\nendpoint = \"{}\"\n\n\
-             [marketplace.yandex_market]\nendpoint = \"{}\"\n",
+             [marketplace.yandex_market]\nendpoint = \"{}\"\n\n[marketplace.lazada]\nauth_endpoint = \"{lz}\"\n\
+             sg = \"{lz}\"\nmy = \"{lz}\"\n",
             base(self.ozon.url()),
             self.amazon.token_url(),
             base(self.amazon.url()),
@@ -166,6 +171,7 @@ impl Fakes {
             base(self.aliexpress.url()),
             base(self.wildberries.url()),
             base(self.yandex.url()),
+            lz = format!("{}rest", self.lazada.url()),
         )
     }
 
@@ -191,6 +197,7 @@ impl Fakes {
                 .map(|r| ("wildberries", r)),
         );
         out.extend(self.yandex.requests().into_iter().map(|r| ("yandex", r)));
+        out.extend(self.lazada.requests().into_iter().map(|r| ("lazada", r)));
         out
     }
 }
@@ -328,11 +335,11 @@ fn set_up(env: &Env, fakes: &Fakes, i: usize, c: &Case) -> Creds {
                 ),
             )
         }
-        Marketplace::Alibaba | Marketplace::Aliexpress => {
-            let fake = if c.marketplace == Marketplace::Alibaba {
-                &fakes.alibaba
-            } else {
-                &fakes.aliexpress
+        Marketplace::Alibaba | Marketplace::Aliexpress | Marketplace::Lazada => {
+            let fake = match c.marketplace {
+                Marketplace::Alibaba => &fakes.alibaba,
+                Marketplace::Lazada => &fakes.lazada,
+                _ => &fakes.aliexpress,
             };
             let acct = IopAccount {
                 app_key: format!("{}", 500_000 + i),
@@ -367,7 +374,12 @@ fn set_up(env: &Env, fakes: &Fakes, i: usize, c: &Case) -> Creds {
                 chrono::Duration::hours(20)
             };
             text.push_str(&format!("access_token_expires_at = {}\n", t(access_in)));
-            (acct.seller_id, text, String::new())
+            let extra = if c.marketplace == Marketplace::Lazada {
+                "region = \"sg\"\n".to_string()
+            } else {
+                String::new()
+            };
+            (acct.seller_id, text, extra)
         }
         Marketplace::Wildberries => {
             let sid = format!("e8923014-e233-47a8-898e-{i:012x}");
@@ -551,6 +563,18 @@ async fn every_scenario_maps_to_its_finding_and_status() {
         case("ym-slow", YandexMarket, S::Slow, T::None, Some("unreachable"), "UNKNOWN"),
         case("ym-invalid-json", YandexMarket, S::InvalidJson, T::None, Some("protocol_error"), "UNKNOWN"),
         case("ym-500", YandexMarket, S::ServerError, T::None, Some("unreachable"), "UNKNOWN"),
+        case("lazada-healthy", Lazada, S::Healthy, T::None, None, "OK"),
+        case("lazada-token-refreshed", Lazada, S::IllegalAccessTokenThenRefresh, T::None, None, "OK"),
+        case("lazada-near-expiry", Lazada, S::Healthy, T::AccessNearExpiry, None, "OK"),
+        case("lazada-refresh-refused", Lazada, S::IllegalRefreshToken, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("lazada-bad-signature", Lazada, S::IncompleteSignature, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("lazada-wrong-secret", Lazada, S::Healthy, T::WrongSecret, Some("auth_rejected"), "CRITICAL"),
+        case("lazada-other-seller", Lazada, S::SellerMismatch("2299999".into()), T::None, Some("identity_mismatch"), "CRITICAL"),
+        case("lazada-inactive", Lazada, S::CompanyBlocked, T::None, Some("account_blocked"), "CRITICAL"),
+        case("lazada-mp3", Lazada, S::MissingRole, T::None, Some("permission_missing"), "WARNING"),
+        case("lazada-rate-limited", Lazada, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
+        case("lazada-refresh-expiring", Lazada, S::Healthy, T::RefreshExpiring, Some("credential_expiring"), "WARNING"),
+        case("lazada-html-200", Lazada, S::Html200, T::None, Some("protocol_error"), "UNKNOWN"),
     ];
     let mut stores = String::new();
     let mut creds = BTreeMap::new();
@@ -620,6 +644,26 @@ async fn every_scenario_maps_to_its_finding_and_status() {
     );
     assert_eq!(amz["marketplaces"][0], "A2EUQ1WTGCTBG2");
     assert!(amz["store_name"].as_str().unwrap().starts_with("Acme Home"));
+    let lz = row(&rows, "lazada-healthy");
+    assert_eq!(lz["account"], creds["lazada-healthy"].account.as_str());
+    assert_eq!(
+        lz["store_name"].as_str().map(|n| n.starts_with("义乌家居")),
+        Some(true)
+    );
+    // Lazada's refresh token keeps its first expiry across a refresh.
+    let kept = env.load("lazada-near-expiry", Lazada);
+    let before = chrono::DateTime::parse_from_rfc3339(
+        creds["lazada-near-expiry"]
+            .vault_text
+            .lines()
+            .find_map(|l| l.strip_prefix("refresh_token_expires_at = "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        kept.time("refresh_token_expires_at"),
+        Some(before.with_timezone(&chrono::Utc))
+    );
     let ae = row(&rows, "aliexpress-healthy");
     assert_eq!(ae["account"], creds["aliexpress-healthy"].account.as_str());
     let ali = row(&rows, "alibaba-token-refreshed");
@@ -724,6 +768,8 @@ async fn every_scenario_maps_to_its_finding_and_status() {
         ("alibaba-token-refreshed", Alibaba, &fakes.alibaba),
         ("alibaba-near-expiry", Alibaba, &fakes.alibaba),
         ("aliexpress-token-refreshed", Aliexpress, &fakes.aliexpress),
+        ("lazada-token-refreshed", Lazada, &fakes.lazada),
+        ("lazada-near-expiry", Lazada, &fakes.lazada),
     ] {
         let issued = fake.issued(&format!("{}", 500_000 + idx(id)));
         assert_eq!(issued.len(), 1, "{id}");
