@@ -23,6 +23,7 @@ pub const TARGETS: &[&str] = &[
     "iop",
     "wildberries",
     "yandex_market",
+    "shopee",
     "webhook",
     "slack",
     "telegram",
@@ -115,12 +116,13 @@ pub fn run(target: &str, data: &[u8]) -> bool {
                 }
             }
         }
-        "ozon" | "amazon" | "iop" | "wildberries" | "yandex_market" => {
+        "ozon" | "amazon" | "iop" | "wildberries" | "yandex_market" | "shopee" => {
             let (status, headers, body) = http_parts(data);
             match target {
                 "ozon" => storeguard::marketplace::fuzz::ozon(status, headers, body),
                 "amazon" => storeguard::marketplace::fuzz::amazon(status, headers, body),
                 "wildberries" => storeguard::marketplace::fuzz::wildberries(status, headers, body),
+                "shopee" => storeguard::marketplace::fuzz::shopee(status, headers, body),
                 "yandex_market" => {
                     storeguard::marketplace::fuzz::yandex_market(status, headers, body)
                 }

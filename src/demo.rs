@@ -6,7 +6,7 @@
 
 use crate::fake::{
     AmazonAccount, AmazonFake, IopAccount, IopFake, IopKind, Options, OzonFake, Scenario,
-    WildberriesFake, YandexFake,
+    ShopeeAccount, ShopeeFake, WildberriesFake, YandexFake,
 };
 use crate::model::Marketplace;
 use crate::vault::{Document, EntryId, Identity, Schema, Vault};
@@ -50,6 +50,7 @@ pub struct World {
     pub wildberries: WildberriesFake,
     pub yandex: YandexFake,
     pub lazada: IopFake,
+    pub shopee: ShopeeFake,
     pub stores: Vec<StoreSpec>,
 }
 
@@ -66,6 +67,7 @@ pub fn account_of(index: usize, m: Marketplace) -> String {
         Marketplace::Wildberries => format!("e8923014-e233-47a8-898e-{:012x}", index),
         Marketplace::YandexMarket => format!("{}", 70_000_000 + index),
         Marketplace::Lazada => format!("{}", 300_000_000 + index),
+        Marketplace::Shopee => format!("{}", 800_000_000 + index),
     }
 }
 
@@ -126,6 +128,7 @@ impl World {
         let wildberries = WildberriesFake::start(wc.fake.clone()).await?;
         let yandex = YandexFake::start(wc.fake.clone()).await?;
         let lazada = IopFake::start(IopKind::Lazada, wc.fake.clone()).await?;
+        let shopee = ShopeeFake::start(wc.fake.clone()).await?;
 
         let identity = Identity::generate();
         identity.write_new(&dir.path().join("identity.txt"))?;
@@ -139,7 +142,8 @@ impl World {
              [marketplace.ozon]\nendpoint = \"{}\"\n\n[marketplace.amazon]\ntoken_endpoint = \"{}\"\nna = \"{}\"\neu = \"{}\"\nfe = \"{}\"\n\n\
              [marketplace.alibaba]\nendpoint = \"{}\"\n\n[marketplace.aliexpress]\nendpoint = \"{}\"\n\n\
              [marketplace.wildberries]\nendpoint = \"{}\"\n\n[marketplace.yandex_market]\nendpoint = \"{}\"\n\n\
-             [marketplace.lazada]\nauth_endpoint = \"{lz}\"\nsg = \"{lz}\"\nmy = \"{lz}\"\nvn = \"{lz}\"\nth = \"{lz}\"\nph = \"{lz}\"\nid = \"{lz}\"\n\n",
+             [marketplace.lazada]\nauth_endpoint = \"{lz}\"\nsg = \"{lz}\"\nmy = \"{lz}\"\nvn = \"{lz}\"\nth = \"{lz}\"\nph = \"{lz}\"\nid = \"{lz}\"\n\n\
+             [marketplace.shopee]\nendpoint = \"{sp}\"\n\n",
             wc.listen,
             wc.language,
             wc.schedule,
@@ -161,6 +165,7 @@ impl World {
             wildberries.url(),
             yandex.url(),
             lz = format!("{}rest", lazada.url()),
+            sp = shopee.url(),
         );
         for (i, s) in stores.iter().enumerate() {
             let account = account_of(i, s.marketplace);
@@ -192,6 +197,7 @@ impl World {
                 wildberries: &wildberries,
                 yandex: &yandex,
                 lazada: &lazada,
+                shopee: &shopee,
             };
             let (doc, schema) = add_to_fakes(s, &account, &fakes);
             let mut doc = Document::parse(&doc, schema).context("fixture entry")?;
@@ -213,6 +219,7 @@ impl World {
             wildberries,
             yandex,
             lazada,
+            shopee,
             stores,
         })
     }
@@ -262,6 +269,9 @@ impl World {
             Marketplace::Alibaba => self.alibaba.set_scenario(&app_key(&s.id), scenario),
             Marketplace::Aliexpress => self.aliexpress.set_scenario(&app_key(&s.id), scenario),
             Marketplace::Lazada => self.lazada.set_scenario(&app_key(&s.id), scenario),
+            Marketplace::Shopee => self
+                .shopee
+                .set_scenario(&account_of(i, s.marketplace), scenario),
             Marketplace::Wildberries => self
                 .wildberries
                 .set_scenario(&account_of(i, s.marketplace), scenario),
@@ -285,6 +295,7 @@ struct Fakes<'a> {
     wildberries: &'a WildberriesFake,
     yandex: &'a YandexFake,
     lazada: &'a IopFake,
+    shopee: &'a ShopeeFake,
 }
 
 /// When a Wildberries fixture token expires: in N days for `ExpiringInDays(N)`, else in 150.
@@ -360,6 +371,22 @@ fn add_to_fakes(s: &StoreSpec, account: &str, f: &Fakes<'_>) -> (String, Schema)
                 Schema::Store(Marketplace::Wildberries),
             )
         }
+        Marketplace::Shopee => {
+            let acc = ShopeeAccount {
+                partner_id: "2001887".into(),
+                partner_key: canary(&s.id, "partner-key"),
+                shop_id: account.to_string(),
+                access_token: canary(&s.id, "access-token"),
+                refresh_token: canary(&s.id, "refresh-token"),
+                shop_name: s.name.clone(),
+            };
+            let doc = format!(
+                "partner_id = \"{}\"\npartner_key = \"{}\"\naccess_token = \"{}\"\nrefresh_token = \"{}\"\n",
+                acc.partner_id, acc.partner_key, acc.access_token, acc.refresh_token
+            );
+            f.shopee.add_account(acc, s.scenario.clone());
+            (doc, Schema::Store(Marketplace::Shopee))
+        }
         Marketplace::YandexMarket => {
             let key = canary(&s.id, "api-key");
             f.yandex
@@ -372,7 +399,7 @@ fn add_to_fakes(s: &StoreSpec, account: &str, f: &Fakes<'_>) -> (String, Schema)
     }
 }
 
-/// The fifteen stores of `storeguard demo`, on seven marketplaces.
+/// The sixteen stores of `storeguard demo`, on eight marketplaces.
 pub fn demo_stores() -> Vec<StoreSpec> {
     use Marketplace::*;
     vec![
@@ -394,5 +421,6 @@ pub fn demo_stores() -> Vec<StoreSpec> {
         StoreSpec::new("yandex-market", "Яндекс Маркет — My Business", YandexMarket),
         StoreSpec::new("lazada-sg", "Lazada SG — Acme Home", Lazada)
             .with(Scenario::IllegalAccessTokenThenRefresh),
+        StoreSpec::new("shopee-my", "Shopee MY — Acme Home", Shopee),
     ]
 }

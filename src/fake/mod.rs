@@ -14,12 +14,14 @@
 pub mod amazon;
 pub mod iop;
 pub mod ozon;
+pub mod shopee;
 pub mod wildberries;
 pub mod yandex;
 
 pub use amazon::{AmazonAccount, AmazonFake};
 pub use iop::{IopAccount, IopFake, IopKind};
 pub use ozon::OzonFake;
+pub use shopee::{ShopeeAccount, ShopeeFake};
 pub use wildberries::WildberriesFake;
 pub use yandex::YandexFake;
 

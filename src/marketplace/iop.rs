@@ -6,7 +6,7 @@
 //! check, so a timeout cannot leave memory and vault disagreeing.
 
 use super::{
-    Answer, Creds, ProbeCtx, Probed, endpoint, expiring, generic, identity, json_text, send,
+    Answer, ProbeCtx, Probed, endpoint, expiring, generic, identity, json_text, rotate, send,
     unrecognised,
 };
 use crate::model::Marketplace;
@@ -17,7 +17,6 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::Sha256;
-use std::sync::Arc;
 use url::Url;
 
 /// Refresh ahead of the access token's expiry by this much.
@@ -513,7 +512,7 @@ fn lazada_seller(
 async fn refresh(ctx: &ProbeCtx<'_>, flavor: Flavor, app: &App) -> Result<(), Finding> {
     let seen = ctx.creds.generation();
     let guard = ctx.creds.refresh.clone().lock_owned().await;
-    if ctx.creds.generation() != seen || adopt_newer(ctx).await {
+    if ctx.creds.generation() != seen || rotate::adopt_newer(ctx).await {
         return Ok(());
     }
     let refresh_token = ctx.secret("refresh_token")?;
@@ -553,80 +552,7 @@ async fn refresh(ctx: &ProbeCtx<'_>, flavor: Flavor, app: &App) -> Result<(), Fi
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(sanitize(s, 40));
     }
-    persist(ctx, guard, tokens.rotation(refresh_token)).await
-}
-
-/// Adopts the vault's entry when another process wrote a newer generation (or left rotations
-/// in the journal). Returns whether it did.
-async fn adopt_newer(ctx: &ProbeCtx<'_>) -> bool {
-    let creds = ctx.creds.clone();
-    let vault = ctx.vault.clone();
-    let identity = ctx.identity.clone();
-    tokio::task::spawn_blocking(move || {
-        let current = creds.generation();
-        let doc = match vault.fold_rotations(&creds.entry, creds.schema, &identity) {
-            Ok(Some(doc)) => Ok(doc),
-            _ => vault.load(&creds.entry, creds.schema, &identity),
-        };
-        match doc {
-            Ok(doc) if doc.generation > current => {
-                *creds.doc() = doc;
-                true
-            }
-            _ => false,
-        }
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// Makes the new tokens durable, then uses them. The journal write comes first and waits for
-/// nothing (no vault lock, no other writer): from then on a kill cannot lose them. Folding into
-/// the entry follows under the lock. Runs to completion even when the check is cancelled (the
-/// blocking task is tracked by the prober, which `check` and the daemon drain before exiting),
-/// holding the store's refresh lock throughout.
-async fn persist(
-    ctx: &ProbeCtx<'_>,
-    guard: tokio::sync::OwnedMutexGuard<()>,
-    rotation: Rotation,
-) -> Result<(), Finding> {
-    let creds: Arc<Creds> = ctx.creds.clone();
-    let vault = ctx.vault.clone();
-    let identity = ctx.identity.clone();
-    let result = ctx
-        .writes
-        .spawn_blocking(move || {
-            let _guard = guard;
-            let journaled = vault.journal(&creds.entry, &rotation);
-            // The old refresh token is spent either way: keep the new pair in memory, so this
-            // process can go on (and the next refresh can still save it).
-            rotation.apply(&mut creds.doc());
-            if let Err(e) = journaled {
-                return Err(e.to_string());
-            }
-            match vault.fold_rotations(&creds.entry, creds.schema, &identity) {
-                Ok(Some(doc)) => *creds.doc() = doc,
-                Ok(None) => {}
-                // Durable in the journal; the fold is retried at the next refresh or start.
-                Err(e) => tracing::warn!(
-                    entry = %creds.entry,
-                    "refreshed tokens are saved in the vault journal but not yet in the entry: {}",
-                    crate::outcome::sanitize(&e.to_string(), 200)
-                ),
-            }
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|_| Err("the vault writer stopped unexpectedly".to_string()));
-    result.map_err(|e| {
-        Finding::new(
-            FindingKind::VaultUnreadable,
-            format!(
-                "refreshed tokens could not be saved (they are kept in memory only; a restart \
-                 loses them and the store must then be re-authorised): {e}"
-            ),
-        )
-    })
+    rotate::persist(ctx, guard, tokens.rotation(refresh_token)).await
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ pub mod amazon;
 pub mod iop;
 pub mod lazada;
 pub mod ozon;
+mod rotate;
+pub mod shopee;
 pub mod wildberries;
 pub mod yandex;
 
@@ -407,6 +409,7 @@ async fn run_probe(ctx: &ProbeCtx<'_>) -> Probed {
         Marketplace::Wildberries => wildberries::Wildberries.probe(ctx).await,
         Marketplace::YandexMarket => yandex::YandexMarket.probe(ctx).await,
         Marketplace::Lazada => lazada::Lazada.probe(ctx).await,
+        Marketplace::Shopee => shopee::Shopee.probe(ctx).await,
     }
 }
 
@@ -775,7 +778,7 @@ pub(crate) fn identity(store: &Store, seen: Option<&str>, what: &str) -> Option<
 /// must return (a finding, facts, nothing) and never panic. Not an API.
 #[doc(hidden)]
 pub mod fuzz {
-    use super::{Answer, Probed, amazon, generic, iop, ozon, wildberries, yandex};
+    use super::{Answer, Probed, amazon, generic, iop, ozon, shopee, wildberries, yandex};
     use chrono::{DateTime, Utc};
     use reqwest::header::HeaderMap;
     use std::time::{Duration, Instant};
@@ -821,6 +824,14 @@ pub mod fuzz {
         let a = answer(status, headers, body);
         let _ = wildberries::classify_error(&a);
         let _ = wildberries::claims(&String::from_utf8_lossy(body));
+    }
+
+    /// Shopee: error classification, shop info, the refresh answer.
+    pub fn shopee(status: u16, headers: HeaderMap, body: &[u8]) {
+        let a = answer(status, headers, body);
+        let mut out = Probed::default();
+        let _ = shopee::interpret(&a, now(), Duration::from_secs(14 * 86_400), &mut out);
+        let _ = shopee::read_tokens(&a, now(), secrecy::SecretString::from("spent".to_string()));
     }
 
     /// Yandex Market: error classification, campaigns, the key's scopes.

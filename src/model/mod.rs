@@ -67,6 +67,7 @@ vocabulary! {
         Wildberries = "wildberries",
         YandexMarket = "yandex_market",
         Lazada = "lazada",
+        Shopee = "shopee",
     }
 }
 

@@ -154,6 +154,36 @@ const YANDEX_MARKET_FIELDS: &[Field] = &[
     ),
     PROXY,
 ];
+const SHOPEE_FIELDS: &[Field] = &[
+    f(
+        "partner_id",
+        true,
+        false,
+        "Partner ID of the app (Shopee Open Platform console)",
+    ),
+    f("partner_key", true, true, "Partner Key (live) of the app"),
+    f(
+        "access_token",
+        true,
+        true,
+        "access token from authorising the shop (4 hours; storeguard refreshes it)",
+    ),
+    f(
+        "refresh_token",
+        true,
+        true,
+        "refresh token (single use, 30 days; storeguard saves each new one)",
+    ),
+    t(
+        "access_token_expires_at",
+        "when the access token expires (RFC 3339)",
+    ),
+    t(
+        "refresh_token_expires_at",
+        "when the refresh token expires (RFC 3339)",
+    ),
+    PROXY,
+];
 const WEBHOOK_FIELDS: &[Field] = &[
     f("url", true, true, "the receiver's URL (may carry a token)"),
     f(
@@ -383,7 +413,21 @@ impl Marketplace {
                 ep("auth_endpoint", "https://auth.lazada.com/rest"),
             ],
         };
+        // get_shop_info publishes no limit; one probe a minute stays far below any.
+        const SHOPEE: MarketplaceSpec = MarketplaceSpec {
+            display_name: "Shopee",
+            min_check_interval: MINUTE,
+            account_prompt: "Shop id",
+            account_required: true,
+            account_help: "add account = \"<shop_id>\" (the shop the app was authorised for; Shopee is asked about this shop)",
+            vault_fields: SHOPEE_FIELDS,
+            regions: &[],
+            region_help: "",
+            reauthorize_after: None,
+            endpoints: &[ep("endpoint", "https://partner.shopeemobile.com")],
+        };
         match self {
+            Marketplace::Shopee => &SHOPEE,
             Marketplace::Lazada => &LAZADA,
             Marketplace::Wildberries => &WILDBERRIES,
             Marketplace::YandexMarket => &YANDEX_MARKET,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storeguard::fake::{
     AmazonAccount, AmazonFake, IopAccount, IopFake, IopKind, Options, OzonFake, Recorder, Scenario,
-    WildberriesFake, YandexFake,
+    ShopeeAccount, ShopeeFake, WildberriesFake, YandexFake,
 };
 use storeguard::model::Marketplace;
 use storeguard::vault::{Document, EntryId, Identity, Schema, Vault};
@@ -130,6 +130,7 @@ struct Fakes {
     wildberries: WildberriesFake,
     yandex: YandexFake,
     lazada: IopFake,
+    shopee: ShopeeFake,
     elsewhere: Recorder,
 }
 
@@ -149,6 +150,7 @@ impl Fakes {
             lazada: IopFake::start(IopKind::Lazada, Options::default())
                 .await
                 .unwrap(),
+            shopee: ShopeeFake::start(Options::default()).await.unwrap(),
             // Another loopback address: a different host from 127.0.0.1.
             elsewhere: Recorder::start([127, 0, 0, 2].into()).await.unwrap(),
         }
@@ -161,7 +163,7 @@ impl Fakes {
              na = \"{}\"\neu = \"{}\"\nfe = \"{}\"\n\n[marketplace.alibaba]\nendpoint = \"{}\"\n\n\
              [marketplace.aliexpress]\nendpoint = \"{}\"\n\n[marketplace.wildberries]\nendpoint = \"{}\"\n\n\
              [marketplace.yandex_market]\nendpoint = \"{}\"\n\n[marketplace.lazada]\nauth_endpoint = \"{lz}\"\n\
-             sg = \"{lz}\"\nmy = \"{lz}\"\n",
+             sg = \"{lz}\"\nmy = \"{lz}\"\n\n[marketplace.shopee]\nendpoint = \"{sp}\"\n",
             base(self.ozon.url()),
             self.amazon.token_url(),
             base(self.amazon.url()),
@@ -172,6 +174,7 @@ impl Fakes {
             base(self.wildberries.url()),
             base(self.yandex.url()),
             lz = format!("{}rest", self.lazada.url()),
+            sp = base(self.shopee.url()),
         )
     }
 
@@ -198,6 +201,7 @@ impl Fakes {
         );
         out.extend(self.yandex.requests().into_iter().map(|r| ("yandex", r)));
         out.extend(self.lazada.requests().into_iter().map(|r| ("lazada", r)));
+        out.extend(self.shopee.requests().into_iter().map(|r| ("shopee", r)));
         out
     }
 }
@@ -381,6 +385,38 @@ fn set_up(env: &Env, fakes: &Fakes, i: usize, c: &Case) -> Creds {
             };
             (acct.seller_id, text, extra)
         }
+        Marketplace::Shopee => {
+            let acct = ShopeeAccount {
+                partner_id: format!("{}", 2_000_000 + i),
+                partner_key: format!("CANARY-shopee-key-{i}"),
+                shop_id: format!("{}", 80_000_000 + i),
+                access_token: format!("CANARY-shopee-access-{i}-initial"),
+                refresh_token: format!("CANARY-shopee-refresh-{i}-initial"),
+                shop_name: format!("Acme Home {i}"),
+            };
+            fakes.shopee.add_account(acct.clone(), c.scenario.clone());
+            let key = if c.tweak == Tweak::WrongSecret {
+                format!("CANARY-shopee-wrong-{i}")
+            } else {
+                acct.partner_key.clone()
+            };
+            let access_in = if c.tweak == Tweak::AccessNearExpiry {
+                chrono::Duration::minutes(5)
+            } else {
+                chrono::Duration::hours(3)
+            };
+            (
+                acct.shop_id.clone(),
+                format!(
+                    "partner_id = \"{}\"\npartner_key = \"{key}\"\naccess_token = \"{}\"\nrefresh_token = \"{}\"\naccess_token_expires_at = {}\n",
+                    acct.partner_id,
+                    acct.access_token,
+                    acct.refresh_token,
+                    t(access_in)
+                ),
+                String::new(),
+            )
+        }
         Marketplace::Wildberries => {
             let sid = format!("e8923014-e233-47a8-898e-{i:012x}");
             let days = match c.scenario {
@@ -424,7 +460,10 @@ fn set_up(env: &Env, fakes: &Fakes, i: usize, c: &Case) -> Creds {
     let config_account = if c.tweak == Tweak::AccountMismatch
         && matches!(
             c.marketplace,
-            Marketplace::Ozon | Marketplace::Wildberries | Marketplace::YandexMarket
+            Marketplace::Ozon
+                | Marketplace::Wildberries
+                | Marketplace::YandexMarket
+                | Marketplace::Shopee
         ) {
         "999999".to_string()
     } else {
@@ -575,6 +614,19 @@ async fn every_scenario_maps_to_its_finding_and_status() {
         case("lazada-rate-limited", Lazada, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
         case("lazada-refresh-expiring", Lazada, S::Healthy, T::RefreshExpiring, Some("credential_expiring"), "WARNING"),
         case("lazada-html-200", Lazada, S::Html200, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("shopee-healthy", Shopee, S::Healthy, T::None, None, "OK"),
+        case("shopee-token-refreshed", Shopee, S::IllegalAccessTokenThenRefresh, T::None, None, "OK"),
+        case("shopee-near-expiry", Shopee, S::Healthy, T::AccessNearExpiry, None, "OK"),
+        case("shopee-refresh-refused", Shopee, S::IllegalRefreshToken, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("shopee-wrong-key", Shopee, S::Healthy, T::WrongSecret, Some("auth_rejected"), "CRITICAL"),
+        case("shopee-authorisation-expired", Shopee, S::DeactivatedKey, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("shopee-other-shop", Shopee, S::Healthy, T::AccountMismatch, Some("identity_mismatch"), "CRITICAL"),
+        case("shopee-banned", Shopee, S::CompanyBlocked, T::None, Some("account_blocked"), "CRITICAL"),
+        case("shopee-frozen", Shopee, S::DisabledByInactivity, T::None, Some("account_blocked"), "CRITICAL"),
+        case("shopee-no-permission", Shopee, S::MissingRole, T::None, Some("permission_missing"), "WARNING"),
+        case("shopee-rate-limited", Shopee, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
+        case("shopee-expiring", Shopee, S::ExpiringInDays(5), T::None, Some("credential_expiring"), "WARNING"),
+        case("shopee-endless-body", Shopee, S::EndlessBody, T::None, Some("protocol_error"), "UNKNOWN"),
     ];
     let mut stores = String::new();
     let mut creds = BTreeMap::new();
@@ -644,6 +696,29 @@ async fn every_scenario_maps_to_its_finding_and_status() {
     );
     assert_eq!(amz["marketplaces"][0], "A2EUQ1WTGCTBG2");
     assert!(amz["store_name"].as_str().unwrap().starts_with("Acme Home"));
+    // Shopee: single-use refresh tokens, the new pair in the vault, spent once.
+    for id in ["shopee-token-refreshed", "shopee-near-expiry"] {
+        let shop = creds[id].account.clone();
+        let issued = fakes.shopee.issued(&shop);
+        assert_eq!(issued.len(), 1, "{id}");
+        let doc = env.load(id, Shopee);
+        assert_eq!(
+            doc.get("access_token").unwrap().expose_secret(),
+            issued[0].0
+        );
+        assert_eq!(
+            doc.get("refresh_token").unwrap().expose_secret(),
+            issued[0].1
+        );
+    }
+    let sp = row(&rows, "shopee-healthy");
+    assert_eq!(
+        sp["store_name"]
+            .as_str()
+            .map(|n| n.starts_with("Acme Home")),
+        Some(true)
+    );
+    assert!(sp["expires_at"].as_str().is_some(), "{sp:#}");
     let lz = row(&rows, "lazada-healthy");
     assert_eq!(lz["account"], creds["lazada-healthy"].account.as_str());
     assert_eq!(

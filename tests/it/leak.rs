@@ -101,6 +101,12 @@ async fn no_surface_shows_a_fixture_secret() {
             Marketplace::YandexMarket,
         )
         .with(Scenario::DeactivatedKey),
+        StoreSpec::new("lz-refresh", "Lazada refresh", Marketplace::Lazada)
+            .with(Scenario::IllegalAccessTokenThenRefresh),
+        StoreSpec::new("sp-refresh", "Shopee refresh", Marketplace::Shopee)
+            .with(Scenario::IllegalAccessTokenThenRefresh),
+        StoreSpec::new("sp-banned", "Shopee banned", Marketplace::Shopee)
+            .with(Scenario::CompanyBlocked),
     ];
     let w = world(stores, &receiver, "2s").await;
     // The webhook signs its payloads: its signing secret is a fixture secret too.
