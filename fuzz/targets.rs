@@ -24,6 +24,7 @@ pub const TARGETS: &[&str] = &[
     "wildberries",
     "yandex_market",
     "shopee",
+    "tiktok_shop",
     "webhook",
     "slack",
     "telegram",
@@ -116,13 +117,14 @@ pub fn run(target: &str, data: &[u8]) -> bool {
                 }
             }
         }
-        "ozon" | "amazon" | "iop" | "wildberries" | "yandex_market" | "shopee" => {
+        "ozon" | "amazon" | "iop" | "wildberries" | "yandex_market" | "shopee" | "tiktok_shop" => {
             let (status, headers, body) = http_parts(data);
             match target {
                 "ozon" => storeguard::marketplace::fuzz::ozon(status, headers, body),
                 "amazon" => storeguard::marketplace::fuzz::amazon(status, headers, body),
                 "wildberries" => storeguard::marketplace::fuzz::wildberries(status, headers, body),
                 "shopee" => storeguard::marketplace::fuzz::shopee(status, headers, body),
+                "tiktok_shop" => storeguard::marketplace::fuzz::tiktok_shop(status, headers, body),
                 "yandex_market" => {
                     storeguard::marketplace::fuzz::yandex_market(status, headers, body)
                 }

@@ -6,7 +6,7 @@
 
 use crate::fake::{
     AmazonAccount, AmazonFake, IopAccount, IopFake, IopKind, Options, OzonFake, Scenario,
-    ShopeeAccount, ShopeeFake, WildberriesFake, YandexFake,
+    ShopeeAccount, ShopeeFake, TiktokAccount, TiktokFake, WildberriesFake, YandexFake,
 };
 use crate::model::Marketplace;
 use crate::vault::{Document, EntryId, Identity, Schema, Vault};
@@ -51,6 +51,7 @@ pub struct World {
     pub yandex: YandexFake,
     pub lazada: IopFake,
     pub shopee: ShopeeFake,
+    pub tiktok: TiktokFake,
     pub stores: Vec<StoreSpec>,
 }
 
@@ -68,6 +69,7 @@ pub fn account_of(index: usize, m: Marketplace) -> String {
         Marketplace::YandexMarket => format!("{}", 70_000_000 + index),
         Marketplace::Lazada => format!("{}", 300_000_000 + index),
         Marketplace::Shopee => format!("{}", 800_000_000 + index),
+        Marketplace::TiktokShop => format!("{}", 7_000_714_532_876_000_000_u64 + index as u64),
     }
 }
 
@@ -129,6 +131,7 @@ impl World {
         let yandex = YandexFake::start(wc.fake.clone()).await?;
         let lazada = IopFake::start(IopKind::Lazada, wc.fake.clone()).await?;
         let shopee = ShopeeFake::start(wc.fake.clone()).await?;
+        let tiktok = TiktokFake::start(wc.fake.clone()).await?;
 
         let identity = Identity::generate();
         identity.write_new(&dir.path().join("identity.txt"))?;
@@ -143,7 +146,8 @@ impl World {
              [marketplace.alibaba]\nendpoint = \"{}\"\n\n[marketplace.aliexpress]\nendpoint = \"{}\"\n\n\
              [marketplace.wildberries]\nendpoint = \"{}\"\n\n[marketplace.yandex_market]\nendpoint = \"{}\"\n\n\
              [marketplace.lazada]\nauth_endpoint = \"{lz}\"\nsg = \"{lz}\"\nmy = \"{lz}\"\nvn = \"{lz}\"\nth = \"{lz}\"\nph = \"{lz}\"\nid = \"{lz}\"\n\n\
-             [marketplace.shopee]\nendpoint = \"{sp}\"\n\n",
+             [marketplace.shopee]\nendpoint = \"{sp}\"\n\n\
+             [marketplace.tiktok_shop]\nendpoint = \"{tt}\"\nauth_endpoint = \"{tt}\"\n\n",
             wc.listen,
             wc.language,
             wc.schedule,
@@ -166,6 +170,7 @@ impl World {
             yandex.url(),
             lz = format!("{}rest", lazada.url()),
             sp = shopee.url(),
+            tt = tiktok.url(),
         );
         for (i, s) in stores.iter().enumerate() {
             let account = account_of(i, s.marketplace);
@@ -198,6 +203,7 @@ impl World {
                 yandex: &yandex,
                 lazada: &lazada,
                 shopee: &shopee,
+                tiktok: &tiktok,
             };
             let (doc, schema) = add_to_fakes(s, &account, &fakes);
             let mut doc = Document::parse(&doc, schema).context("fixture entry")?;
@@ -220,6 +226,7 @@ impl World {
             yandex,
             lazada,
             shopee,
+            tiktok,
             stores,
         })
     }
@@ -272,6 +279,7 @@ impl World {
             Marketplace::Shopee => self
                 .shopee
                 .set_scenario(&account_of(i, s.marketplace), scenario),
+            Marketplace::TiktokShop => self.tiktok.set_scenario(&app_key(&s.id), scenario),
             Marketplace::Wildberries => self
                 .wildberries
                 .set_scenario(&account_of(i, s.marketplace), scenario),
@@ -296,6 +304,7 @@ struct Fakes<'a> {
     yandex: &'a YandexFake,
     lazada: &'a IopFake,
     shopee: &'a ShopeeFake,
+    tiktok: &'a TiktokFake,
 }
 
 /// When a Wildberries fixture token expires: in N days for `ExpiringInDays(N)`, else in 150.
@@ -371,6 +380,22 @@ fn add_to_fakes(s: &StoreSpec, account: &str, f: &Fakes<'_>) -> (String, Schema)
                 Schema::Store(Marketplace::Wildberries),
             )
         }
+        Marketplace::TiktokShop => {
+            let acc = TiktokAccount {
+                app_key: app_key(&s.id),
+                app_secret: canary(&s.id, "app-secret"),
+                shop_id: account.to_string(),
+                access_token: canary(&s.id, "access-token"),
+                refresh_token: canary(&s.id, "refresh-token"),
+                shop_name: s.name.clone(),
+            };
+            let doc = format!(
+                "app_key = \"{}\"\napp_secret = \"{}\"\naccess_token = \"{}\"\nrefresh_token = \"{}\"\n",
+                acc.app_key, acc.app_secret, acc.access_token, acc.refresh_token
+            );
+            f.tiktok.add_account(acc, s.scenario.clone());
+            (doc, Schema::Store(Marketplace::TiktokShop))
+        }
         Marketplace::Shopee => {
             let acc = ShopeeAccount {
                 partner_id: "2001887".into(),
@@ -399,7 +424,7 @@ fn add_to_fakes(s: &StoreSpec, account: &str, f: &Fakes<'_>) -> (String, Schema)
     }
 }
 
-/// The sixteen stores of `storeguard demo`, on eight marketplaces.
+/// The seventeen stores of `storeguard demo`, on all nine marketplaces.
 pub fn demo_stores() -> Vec<StoreSpec> {
     use Marketplace::*;
     vec![
@@ -422,5 +447,6 @@ pub fn demo_stores() -> Vec<StoreSpec> {
         StoreSpec::new("lazada-sg", "Lazada SG — Acme Home", Lazada)
             .with(Scenario::IllegalAccessTokenThenRefresh),
         StoreSpec::new("shopee-my", "Shopee MY — Acme Home", Shopee),
+        StoreSpec::new("tiktok-uk", "TikTok Shop UK — Acme Home", TiktokShop),
     ]
 }

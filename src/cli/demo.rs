@@ -1,6 +1,6 @@
 //! `storeguard demo`: the whole product in under a minute, with no marketplace account.
 //!
-//! Starts the fake marketplaces in-process, writes a throwaway config and vault with sixteen
+//! Starts the fake marketplaces in-process, writes a throwaway config and vault with seventeen
 //! stores, runs the daemon on a fast schedule, breaks some stores and fixes them again, printing
 //! every alert as it would be delivered.
 

@@ -35,7 +35,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// See storeguard work in under a minute: fake marketplaces, sixteen stores, alerts
+    /// See storeguard work in under a minute: fake marketplaces, seventeen stores, alerts
     Demo(demo::DemoArgs),
     /// Create a config, an identity, a vault and a state directory (never overwrites)
     Init,

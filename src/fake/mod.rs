@@ -15,6 +15,7 @@ pub mod amazon;
 pub mod iop;
 pub mod ozon;
 pub mod shopee;
+pub mod tiktok;
 pub mod wildberries;
 pub mod yandex;
 
@@ -22,6 +23,7 @@ pub use amazon::{AmazonAccount, AmazonFake};
 pub use iop::{IopAccount, IopFake, IopKind};
 pub use ozon::OzonFake;
 pub use shopee::{ShopeeAccount, ShopeeFake};
+pub use tiktok::{TiktokAccount, TiktokFake};
 pub use wildberries::WildberriesFake;
 pub use yandex::YandexFake;
 

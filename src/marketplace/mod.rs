@@ -14,6 +14,7 @@ pub mod lazada;
 pub mod ozon;
 mod rotate;
 pub mod shopee;
+pub mod tiktok;
 pub mod wildberries;
 pub mod yandex;
 
@@ -410,6 +411,7 @@ async fn run_probe(ctx: &ProbeCtx<'_>) -> Probed {
         Marketplace::YandexMarket => yandex::YandexMarket.probe(ctx).await,
         Marketplace::Lazada => lazada::Lazada.probe(ctx).await,
         Marketplace::Shopee => shopee::Shopee.probe(ctx).await,
+        Marketplace::TiktokShop => tiktok::TiktokShop.probe(ctx).await,
     }
 }
 
@@ -778,7 +780,7 @@ pub(crate) fn identity(store: &Store, seen: Option<&str>, what: &str) -> Option<
 /// must return (a finding, facts, nothing) and never panic. Not an API.
 #[doc(hidden)]
 pub mod fuzz {
-    use super::{Answer, Probed, amazon, generic, iop, ozon, shopee, wildberries, yandex};
+    use super::{Answer, Probed, amazon, generic, iop, ozon, shopee, tiktok, wildberries, yandex};
     use chrono::{DateTime, Utc};
     use reqwest::header::HeaderMap;
     use std::time::{Duration, Instant};
@@ -832,6 +834,13 @@ pub mod fuzz {
         let mut out = Probed::default();
         let _ = shopee::interpret(&a, now(), Duration::from_secs(14 * 86_400), &mut out);
         let _ = shopee::read_tokens(&a, now(), secrecy::SecretString::from("spent".to_string()));
+    }
+
+    /// TikTok Shop: error classification, the authorised shops, the refresh answer.
+    pub fn tiktok_shop(status: u16, headers: HeaderMap, body: &[u8]) {
+        let a = answer(status, headers, body);
+        let _ = tiktok::interpret(&a, Some("7000714532876273420"), &mut Probed::default());
+        let _ = tiktok::read_tokens(&a, secrecy::SecretString::from("spent".to_string()));
     }
 
     /// Yandex Market: error classification, campaigns, the key's scopes.

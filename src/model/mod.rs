@@ -68,6 +68,7 @@ vocabulary! {
         YandexMarket = "yandex_market",
         Lazada = "lazada",
         Shopee = "shopee",
+        TiktokShop = "tiktok_shop",
     }
 }
 

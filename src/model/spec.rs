@@ -426,7 +426,24 @@ impl Marketplace {
             reauthorize_after: None,
             endpoints: &[ep("endpoint", "https://partner.shopeemobile.com")],
         };
+        // 50 requests a second per API and app×shop: a probe a minute is far below.
+        const TIKTOK_SHOP: MarketplaceSpec = MarketplaceSpec {
+            display_name: "TikTok Shop",
+            min_check_interval: MINUTE,
+            account_prompt: "Shop id (as /authorization/202309/shops lists it)",
+            account_required: true,
+            account_help: "add account = \"<shop id>\" (the shop the app was authorised for)",
+            vault_fields: IOP_FIELDS,
+            regions: &[],
+            region_help: "",
+            reauthorize_after: None,
+            endpoints: &[
+                ep("endpoint", "https://open-api.tiktokglobalshop.com"),
+                ep("auth_endpoint", "https://auth.tiktok-shops.com"),
+            ],
+        };
         match self {
+            Marketplace::TiktokShop => &TIKTOK_SHOP,
             Marketplace::Shopee => &SHOPEE,
             Marketplace::Lazada => &LAZADA,
             Marketplace::Wildberries => &WILDBERRIES,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storeguard::fake::{
     AmazonAccount, AmazonFake, IopAccount, IopFake, IopKind, Options, OzonFake, Recorder, Scenario,
-    ShopeeAccount, ShopeeFake, WildberriesFake, YandexFake,
+    ShopeeAccount, ShopeeFake, TiktokAccount, TiktokFake, WildberriesFake, YandexFake,
 };
 use storeguard::model::Marketplace;
 use storeguard::vault::{Document, EntryId, Identity, Schema, Vault};
@@ -131,6 +131,7 @@ struct Fakes {
     yandex: YandexFake,
     lazada: IopFake,
     shopee: ShopeeFake,
+    tiktok: TiktokFake,
     elsewhere: Recorder,
 }
 
@@ -151,6 +152,7 @@ impl Fakes {
                 .await
                 .unwrap(),
             shopee: ShopeeFake::start(Options::default()).await.unwrap(),
+            tiktok: TiktokFake::start(Options::default()).await.unwrap(),
             // Another loopback address: a different host from 127.0.0.1.
             elsewhere: Recorder::start([127, 0, 0, 2].into()).await.unwrap(),
         }
@@ -163,7 +165,8 @@ impl Fakes {
              na = \"{}\"\neu = \"{}\"\nfe = \"{}\"\n\n[marketplace.alibaba]\nendpoint = \"{}\"\n\n\
              [marketplace.aliexpress]\nendpoint = \"{}\"\n\n[marketplace.wildberries]\nendpoint = \"{}\"\n\n\
              [marketplace.yandex_market]\nendpoint = \"{}\"\n\n[marketplace.lazada]\nauth_endpoint = \"{lz}\"\n\
-             sg = \"{lz}\"\nmy = \"{lz}\"\n\n[marketplace.shopee]\nendpoint = \"{sp}\"\n",
+             sg = \"{lz}\"\nmy = \"{lz}\"\n\n[marketplace.shopee]\nendpoint = \"{sp}\"\n\n\
+             [marketplace.tiktok_shop]\nendpoint = \"{tt}\"\nauth_endpoint = \"{tt}\"\n",
             base(self.ozon.url()),
             self.amazon.token_url(),
             base(self.amazon.url()),
@@ -175,6 +178,7 @@ impl Fakes {
             base(self.yandex.url()),
             lz = format!("{}rest", self.lazada.url()),
             sp = base(self.shopee.url()),
+            tt = base(self.tiktok.url()),
         )
     }
 
@@ -202,6 +206,7 @@ impl Fakes {
         out.extend(self.yandex.requests().into_iter().map(|r| ("yandex", r)));
         out.extend(self.lazada.requests().into_iter().map(|r| ("lazada", r)));
         out.extend(self.shopee.requests().into_iter().map(|r| ("shopee", r)));
+        out.extend(self.tiktok.requests().into_iter().map(|r| ("tiktok", r)));
         out
     }
 }
@@ -385,6 +390,44 @@ fn set_up(env: &Env, fakes: &Fakes, i: usize, c: &Case) -> Creds {
             };
             (acct.seller_id, text, extra)
         }
+        Marketplace::TiktokShop => {
+            let acct = TiktokAccount {
+                app_key: format!("tts-app-{i}"),
+                app_secret: format!("CANARY-tts-secret-{i}"),
+                shop_id: format!("{}", 7_000_714_532_876_000_000_u64 + i as u64),
+                access_token: format!("CANARY-tts-access-{i}-initial"),
+                refresh_token: format!("CANARY-tts-refresh-{i}-initial"),
+                shop_name: format!("Maomao beauty {i}"),
+            };
+            fakes.tiktok.add_account(acct.clone(), c.scenario.clone());
+            let secret = if c.tweak == Tweak::WrongSecret {
+                format!("CANARY-tts-wrong-{i}")
+            } else {
+                acct.app_secret.clone()
+            };
+            let access_in = if c.tweak == Tweak::AccessNearExpiry {
+                chrono::Duration::minutes(5)
+            } else {
+                chrono::Duration::days(3)
+            };
+            let refresh_days = if c.tweak == Tweak::RefreshExpiring {
+                3
+            } else {
+                150
+            };
+            (
+                acct.shop_id.clone(),
+                format!(
+                    "app_key = \"{}\"\napp_secret = \"{secret}\"\naccess_token = \"{}\"\nrefresh_token = \"{}\"\naccess_token_expires_at = {}\nrefresh_token_expires_at = {}\n",
+                    acct.app_key,
+                    acct.access_token,
+                    acct.refresh_token,
+                    t(access_in),
+                    t(chrono::Duration::days(refresh_days))
+                ),
+                String::new(),
+            )
+        }
         Marketplace::Shopee => {
             let acct = ShopeeAccount {
                 partner_id: format!("{}", 2_000_000 + i),
@@ -464,6 +507,7 @@ fn set_up(env: &Env, fakes: &Fakes, i: usize, c: &Case) -> Creds {
                 | Marketplace::Wildberries
                 | Marketplace::YandexMarket
                 | Marketplace::Shopee
+                | Marketplace::TiktokShop
         ) {
         "999999".to_string()
     } else {
@@ -627,6 +671,19 @@ async fn every_scenario_maps_to_its_finding_and_status() {
         case("shopee-rate-limited", Shopee, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
         case("shopee-expiring", Shopee, S::ExpiringInDays(5), T::None, Some("credential_expiring"), "WARNING"),
         case("shopee-endless-body", Shopee, S::EndlessBody, T::None, Some("protocol_error"), "UNKNOWN"),
+        case("tiktok-healthy", TiktokShop, S::Healthy, T::None, None, "OK"),
+        case("tiktok-token-refreshed", TiktokShop, S::IllegalAccessTokenThenRefresh, T::None, None, "OK"),
+        case("tiktok-near-expiry", TiktokShop, S::Healthy, T::AccessNearExpiry, None, "OK"),
+        case("tiktok-refresh-refused", TiktokShop, S::IllegalRefreshToken, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("tiktok-wrong-secret", TiktokShop, S::Healthy, T::WrongSecret, Some("auth_rejected"), "CRITICAL"),
+        case("tiktok-other-shop", TiktokShop, S::Healthy, T::AccountMismatch, Some("identity_mismatch"), "CRITICAL"),
+        case("tiktok-swapped", TiktokShop, S::SellerMismatch("7000000000000000001".into()), T::None, Some("identity_mismatch"), "CRITICAL"),
+        case("tiktok-deauthorised", TiktokShop, S::CompanyBlocked, T::None, Some("auth_rejected"), "CRITICAL"),
+        case("tiktok-scope", TiktokShop, S::MissingRole, T::None, Some("permission_missing"), "WARNING"),
+        case("tiktok-ip", TiktokShop, S::IpRestricted, T::None, Some("ip_restricted"), "CRITICAL"),
+        case("tiktok-rate-limited", TiktokShop, S::RateLimited, T::None, Some("rate_limited"), "UNKNOWN"),
+        case("tiktok-refresh-expiring", TiktokShop, S::Healthy, T::RefreshExpiring, Some("credential_expiring"), "WARNING"),
+        case("tiktok-redirect", TiktokShop, fakes.redirect(), T::None, Some("protocol_error"), "UNKNOWN"),
     ];
     let mut stores = String::new();
     let mut creds = BTreeMap::new();
@@ -711,6 +768,32 @@ async fn every_scenario_maps_to_its_finding_and_status() {
             issued[0].1
         );
     }
+    // TikTok Shop: each refresh's pair is in the vault before it is used.
+    for id in ["tiktok-token-refreshed", "tiktok-near-expiry"] {
+        let n = cases.iter().position(|c| c.id == id).unwrap();
+        let issued = fakes.tiktok.issued(&format!("tts-app-{n}"));
+        assert_eq!(issued.len(), 1, "{id}");
+        let doc = env.load(id, TiktokShop);
+        assert_eq!(
+            doc.get("access_token").unwrap().expose_secret(),
+            issued[0].0
+        );
+        assert_eq!(
+            doc.get("refresh_token").unwrap().expose_secret(),
+            issued[0].1
+        );
+        assert!(doc.time("refresh_token_expires_at").is_some(), "{id}");
+    }
+    assert_eq!(
+        row(&rows, "tiktok-healthy")["store_name"]
+            .as_str()
+            .map(|n| n.starts_with("Maomao")),
+        Some(true)
+    );
+    assert_eq!(
+        row(&rows, "tiktok-rate-limited")["findings"][0]["retry_after_secs"],
+        7
+    );
     let sp = row(&rows, "shopee-healthy");
     assert_eq!(
         sp["store_name"]

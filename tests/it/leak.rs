@@ -107,6 +107,9 @@ async fn no_surface_shows_a_fixture_secret() {
             .with(Scenario::IllegalAccessTokenThenRefresh),
         StoreSpec::new("sp-banned", "Shopee banned", Marketplace::Shopee)
             .with(Scenario::CompanyBlocked),
+        StoreSpec::new("tt-refresh", "TikTok refresh", Marketplace::TiktokShop)
+            .with(Scenario::IllegalAccessTokenThenRefresh),
+        StoreSpec::new("tt-ip", "TikTok IP", Marketplace::TiktokShop).with(Scenario::IpRestricted),
     ];
     let w = world(stores, &receiver, "2s").await;
     // The webhook signs its payloads: its signing secret is a fixture secret too.
