@@ -452,6 +452,12 @@ fn build_channel(
     })
 }
 
+/// Checks a robot webhook URL pasted whole (`storeguard channel add` asks before writing
+/// anything). The error names neither the URL nor its token.
+pub fn check_robot_url(kind: ChannelKind, url: &SecretString, channel: &str) -> anyhow::Result<()> {
+    robot_url(kind, url, channel).map(|_| ())
+}
+
 /// A robot webhook URL pasted whole (DingTalk, WeCom, Feishu/Lark): https, the service's own
 /// host and path, and the token where the service puts it. Returns the token and, for
 /// Feishu/Lark, the origin the URL names. Errors never quote the URL (it is the secret).

@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and thin command bodies over the library.
 
 pub mod alert_cmd;
+mod channel;
 mod check;
 mod demo;
 mod init;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Manage stores in storeguard.toml
     #[command(subcommand)]
     Store(StoreCmd),
+    /// Manage alert channels in storeguard.toml
+    #[command(subcommand)]
+    Channel(ChannelCmd),
     /// Print the current 2FA code of a store's web login
     Otp(OtpArgs),
     /// Run the daemon: check every store on its schedule and deliver alerts
@@ -102,6 +106,13 @@ pub struct ShowArgs {
     /// Print the values in full
     #[arg(long)]
     pub reveal: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChannelCmd {
+    /// Add a channel: asks for its kind, name, settings and secrets (a chat robot's webhook URL
+    /// exactly as copied), checks them, appends a [[channel]] and sends a test message
+    Add(channel::AddArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,6 +218,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCmd::Check) => config_check(&config_path),
         Command::Vault(cmd) => vault_cmd::run(&config_path, cmd),
         Command::Store(StoreCmd::Add(args)) => store::add(&config_path, args),
+        Command::Channel(ChannelCmd::Add(args)) => channel::add(&config_path, args),
         Command::Otp(args) => otp(&config_path, args),
         Command::Run(args) => run::run(&config_path, args),
         Command::Status(args) => status::status(&config_path, args),

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug, Default)]
 pub struct AddArgs {
-    /// ozon, amazon, alibaba or aliexpress
+    /// ozon, amazon, alibaba, aliexpress, wildberries, yandex_market, lazada, shopee or tiktok_shop
     #[arg(long)]
     pub marketplace: Option<String>,
     /// Store id: lowercase letters, digits, - and _ (e.g. ozon-main)
@@ -23,10 +23,10 @@ pub struct AddArgs {
     /// Display name, any language
     #[arg(long)]
     pub name: Option<String>,
-    /// Expected account number (Ozon Client-Id, seller id)
+    /// Expected account number (Ozon Client-Id, seller id, shop id, business id, sid)
     #[arg(long)]
     pub account: Option<String>,
-    /// Amazon region: na, eu or fe
+    /// Region, for marketplaces that have them (Amazon: na, eu, fe; Lazada: sg, my, vn, th, ph, id)
     #[arg(long)]
     pub region: Option<String>,
 }
@@ -34,13 +34,17 @@ pub struct AddArgs {
 pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let mut p = Prompter::new();
+    let all = Marketplace::ALL.map(|m| m.as_str()).join(", ");
     let marketplace = match args.marketplace {
         Some(m) => m,
-        None => p.ask("Marketplace (ozon, amazon, alibaba, aliexpress)", None)?,
+        None => p.ask(&format!("Marketplace ({all})"), None)?,
     };
     let marketplace = Marketplace::parse(marketplace.trim().to_ascii_lowercase().as_str())
         .ok_or_else(|| {
-            anyhow!("unknown marketplace `{marketplace}`; use ozon, amazon, alibaba or aliexpress")
+            anyhow!(
+                "unknown marketplace `{}`; use one of {all}",
+                crate::outcome::sanitize(&marketplace, 40)
+            )
         })?;
     let id = match args.id {
         Some(i) => i,
@@ -60,13 +64,10 @@ pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
     let account_q = marketplace.spec().account_prompt;
     let account = match args.account {
         Some(a) => a,
+        // An optional account may be left empty.
         None => p.ask(
             account_q,
-            if marketplace == Marketplace::Amazon {
-                Some("")
-            } else {
-                None
-            },
+            (!marketplace.spec().account_required).then_some(""),
         )?,
     };
     let regions = marketplace.spec().regions;

@@ -8,7 +8,8 @@ use std::fmt;
 
 mod spec;
 pub use spec::{
-    ChannelSpec, Endpoint, Field, FieldType, MarketplaceSpec, Robot, TELEGRAM_GROUP_LIMITS, TokenAt,
+    ChannelSpec, ConfigField, Endpoint, Field, FieldType, MarketplaceSpec, Robot,
+    TELEGRAM_GROUP_LIMITS, TokenAt,
 };
 
 /// Declares a closed vocabulary from one table: the enum, `ALL` (every variant, in table

@@ -489,6 +489,19 @@ pub struct Robot {
     pub example: &'static str,
 }
 
+/// A setting of a `[[channel]]` table that a kind needs (asked by `channel add`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigField {
+    pub key: &'static str,
+    pub prompt: &'static str,
+    /// A list, given comma-separated.
+    pub list: bool,
+}
+
+const fn cf(key: &'static str, prompt: &'static str, list: bool) -> ConfigField {
+    ConfigField { key, prompt, list }
+}
+
 /// What storeguard knows about a channel kind beyond its id.
 #[derive(Debug)]
 pub struct ChannelSpec {
@@ -500,6 +513,8 @@ pub struct ChannelSpec {
     pub robot: Option<Robot>,
     /// The service's send limits as (messages, seconds) windows; empty for none.
     pub limits: &'static [(u32, u64)],
+    /// Settings its `[[channel]]` table must have.
+    pub config_fields: &'static [ConfigField],
 }
 
 impl ChannelKind {
@@ -510,6 +525,7 @@ impl ChannelKind {
             vault_fields: Some(WEBHOOK_FIELDS),
             robot: None,
             limits: &[(10, 1), (300, 60)],
+            config_fields: &[],
         };
         // About one message a second per incoming webhook, short bursts tolerated.
         const SLACK: ChannelSpec = ChannelSpec {
@@ -517,6 +533,7 @@ impl ChannelKind {
             vault_fields: Some(SLACK_FIELDS),
             robot: None,
             limits: &[(1, 1)],
+            config_fields: &[],
         };
         // About one message a second per chat (groups also at most 20 a minute, see
         // `TELEGRAM_GROUP_LIMITS`).
@@ -525,6 +542,11 @@ impl ChannelKind {
             vault_fields: Some(TELEGRAM_FIELDS),
             robot: None,
             limits: &[(1, 1)],
+            config_fields: &[cf(
+                "chat_id",
+                "Chat id (a number such as -1001234567890, or @channel)",
+                false,
+            )],
         };
         // Generous: protects a mail relay and receivers from a runaway loop only.
         const EMAIL: ChannelSpec = ChannelSpec {
@@ -532,6 +554,15 @@ impl ChannelKind {
             vault_fields: Some(EMAIL_FIELDS),
             robot: None,
             limits: &[(60, 60)],
+            config_fields: &[
+                cf("from", "Sender address", false),
+                cf("to", "Recipients, comma-separated", true),
+                cf(
+                    "smtp_host",
+                    "SMTP server host (port 587 with STARTTLS unless set)",
+                    false,
+                ),
+            ],
         };
         // 20 messages a minute per robot; over that, throttled for 10 minutes.
         const DINGTALK: ChannelSpec = ChannelSpec {
@@ -545,6 +576,7 @@ impl ChannelKind {
                 example: "https://oapi.dingtalk.com/robot/send?access_token=…",
             }),
             limits: &[(20, 62)],
+            config_fields: &[],
         };
         // 20 messages a minute per robot.
         const WECOM: ChannelSpec = ChannelSpec {
@@ -558,6 +590,7 @@ impl ChannelKind {
                 example: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…",
             }),
             limits: &[(20, 62)],
+            config_fields: &[],
         };
         // 5 a second and 100 a minute per bot.
         const FEISHU: ChannelSpec = ChannelSpec {
@@ -571,18 +604,25 @@ impl ChannelKind {
                 example: "https://open.feishu.cn/open-apis/bot/v2/hook/… (or open.larksuite.com)",
             }),
             limits: &[(5, 1), (100, 62)],
+            config_fields: &[],
         };
         const ALERTMANAGER: ChannelSpec = ChannelSpec {
             display_name: "Alertmanager",
             vault_fields: Some(ALERTMANAGER_FIELDS),
             robot: None,
             limits: &[(50, 1)],
+            config_fields: &[cf(
+                "urls",
+                "Alertmanager URLs, comma-separated (every peer of the cluster)",
+                true,
+            )],
         };
         const LOG: ChannelSpec = ChannelSpec {
             display_name: "log",
             vault_fields: None,
             robot: None,
             limits: &[],
+            config_fields: &[],
         };
         match self {
             ChannelKind::Webhook => &WEBHOOK,
