@@ -135,3 +135,29 @@ fn the_alert_code_reaches_the_web_layer_only_for_its_escaper() {
         }
     }
 }
+
+#[test]
+fn no_source_file_outgrows_the_house() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut dirs = vec![root.clone()];
+    let mut long = Vec::new();
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            // Fakes stand in for whole services; they may be long.
+            let fake = rel.starts_with("fake/") || rel.ends_with("/fake.rs");
+            if p.extension().is_some_and(|x| x == "rs") && !fake {
+                let n = std::fs::read_to_string(&p).unwrap().lines().count();
+                if n > 900 {
+                    long.push(format!("{rel}: {n} lines"));
+                }
+            }
+        }
+    }
+    assert!(long.is_empty(), "{long:#?}");
+}
