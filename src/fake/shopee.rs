@@ -90,6 +90,24 @@ impl ShopeeFake {
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.common.journal.all()
     }
+
+    pub fn clear_requests(&self) {
+        self.inner.common.journal.clear();
+    }
+
+    /// Waits until a request matching `pred` has arrived.
+    pub async fn wait_for_request(&self, pred: impl Fn(&Recorded) -> bool) {
+        self.inner.common.journal.wait_until(pred).await
+    }
+
+    /// The seller authorised the app again: the initial tokens are valid again and every
+    /// issued pair is forgotten.
+    pub fn reauthorise(&self, shop_id: &str) -> bool {
+        self.inner
+            .shops
+            .update(shop_id, |a| a.issued.clear())
+            .is_some()
+    }
 }
 
 fn error(error: &str, message: &str) -> Response {

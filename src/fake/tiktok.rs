@@ -89,6 +89,24 @@ impl TiktokFake {
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.common.journal.all()
     }
+
+    pub fn clear_requests(&self) {
+        self.inner.common.journal.clear();
+    }
+
+    /// Waits until a request matching `pred` has arrived.
+    pub async fn wait_for_request(&self, pred: impl Fn(&Recorded) -> bool) {
+        self.inner.common.journal.wait_until(pred).await
+    }
+
+    /// The seller authorised the app again: the initial tokens are valid again and every
+    /// issued pair is forgotten.
+    pub fn reauthorise(&self, app_key: &str) -> bool {
+        self.inner
+            .apps
+            .update(app_key, |a| a.issued.clear())
+            .is_some()
+    }
 }
 
 fn error(status: u16, code: i64, message: &str) -> Response {

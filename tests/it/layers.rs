@@ -148,7 +148,11 @@ fn no_source_file_outgrows_the_house() {
                 dirs.push(p);
                 continue;
             }
-            let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             // Fakes stand in for whole services; they may be long.
             let fake = rel.starts_with("fake/") || rel.ends_with("/fake.rs");
             if p.extension().is_some_and(|x| x == "rs") && !fake {
