@@ -229,6 +229,10 @@ pub struct Facts {
     /// token, never the token): a new authorisation starts a new year.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<String>,
+    /// This check rotated the store's tokens (or took a rotation another process made): a
+    /// token expiry that moved is storeguard's own doing, not an account change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tokens_renewed: bool,
 }
 
 /// The result of one check of one store.

@@ -222,7 +222,11 @@ fn derive_findings(health: &mut StoreHealth, outcome: &Outcome) -> Vec<Finding> 
         let new = SeenFacts::from_facts(&outcome.facts);
         match &mut health.seen {
             Some(seen) => {
-                let changed = seen.changes(&new);
+                let mut changed = seen.changes(&new);
+                // A refresh moves the token's expiry: that is storeguard's own doing.
+                if outcome.facts.tokens_renewed {
+                    changed.retain(|c| *c != "key expiry");
+                }
                 if !changed.is_empty() {
                     findings.push(Finding::new(
                         FindingKind::AccountChanged,
@@ -545,6 +549,28 @@ mod tests {
             assert!(ev.iter().all(|e| e.event != EventKind::Resolved));
         }
         assert!(h.open.contains_key(&FindingKind::AuthRejected));
+    }
+
+    #[test]
+    fn a_refresh_that_moves_the_token_expiry_is_not_an_account_change() {
+        let expiry = t(0) + chrono::Duration::days(100);
+        let mut h = StoreHealth::default();
+        let mut o = outcome(&[], t(0));
+        o.facts.expires_at = Some(expiry);
+        assert!(apply(&mut h, &STORE, &o, &rules(), t(0)).is_empty());
+        // storeguard refreshed the tokens: the new refresh token lives longer.
+        let mut renewed = outcome(&[], t(10));
+        renewed.facts.expires_at = Some(expiry + chrono::Duration::days(7));
+        renewed.facts.tokens_renewed = true;
+        assert!(apply(&mut h, &STORE, &renewed, &rules(), t(10)).is_empty());
+        // The same move without a refresh of ours is a change (someone re-issued the key).
+        let mut moved = outcome(&[], t(20));
+        moved.facts.expires_at = Some(expiry + chrono::Duration::days(30));
+        let ev = apply(&mut h, &STORE, &moved, &rules(), t(20));
+        assert_eq!(
+            kinds(&ev),
+            vec![(EventKind::Opened, FindingKind::AccountChanged)]
+        );
     }
 
     #[test]

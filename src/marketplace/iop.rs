@@ -369,6 +369,7 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, flavor: Flavor, out: &mut Probed) -> Re
         .is_some_and(|t| t - ctx.now < REFRESH_AHEAD)
     {
         refresh(ctx, flavor, &app).await?;
+        out.facts.tokens_renewed = true;
         refreshed = true;
     }
     loop {
@@ -418,6 +419,7 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, flavor: Flavor, out: &mut Probed) -> Re
             Err(IopError::AccessToken) if !refreshed => {
                 refreshed = true;
                 refresh(ctx, flavor, &app).await?;
+                out.facts.tokens_renewed = true;
             }
             Err(IopError::AccessToken) => {
                 return Err(Finding::new(

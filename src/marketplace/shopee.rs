@@ -201,6 +201,7 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, out: &mut Probed) -> Result<(), Finding
         .is_some_and(|t| t - ctx.now < REFRESH_AHEAD)
     {
         refresh(ctx, &partner, shop_id).await?;
+        out.facts.tokens_renewed = true;
         refreshed = true;
     }
     loop {
@@ -226,6 +227,7 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, out: &mut Probed) -> Result<(), Finding
             Err(ShopeeError::AccessToken) if !refreshed => {
                 refreshed = true;
                 refresh(ctx, &partner, shop_id).await?;
+                out.facts.tokens_renewed = true;
             }
             Err(ShopeeError::AccessToken) => {
                 return Err(Finding::new(

@@ -214,6 +214,7 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, out: &mut Probed) -> Result<(), Finding
         .is_some_and(|t| t - ctx.now < REFRESH_AHEAD)
     {
         refresh(ctx, &app).await?;
+        out.facts.tokens_renewed = true;
         refreshed = true;
     }
     loop {
@@ -236,6 +237,7 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, out: &mut Probed) -> Result<(), Finding
             Err(TiktokError::Expired) if !refreshed => {
                 refreshed = true;
                 refresh(ctx, &app).await?;
+                out.facts.tokens_renewed = true;
             }
             Err(TiktokError::Expired) => {
                 return Err(Finding::new(
