@@ -130,6 +130,22 @@ fn dictionary(target: &str) -> Vec<&'static [u8]> {
                 b"history_retention = \"90d\"\n",
             ]);
         }
+        "mail" => v.extend_from_slice(&[
+            b"\r\n",
+            b"From: ",
+            b"Subject: ",
+            b"Content-Type: multipart/mixed; boundary=b\r\n",
+            b"--b\r\n",
+            b"Content-Transfer-Encoding: base64\r\n",
+            b"=?utf-8?B?",
+            b"=?utf-8?Q?",
+            b"?=",
+            b"@amazon.com>",
+            b"@amaz0n.com>",
+            b"When: ",
+            b"<p>",
+            b"https://x.shp.ee/",
+        ]),
         "vault_entry" => {
             v.extend_from_slice(toml);
             v.extend_from_slice(&[

@@ -25,6 +25,7 @@ pub const TARGETS: &[&str] = &[
     "yandex_market",
     "shopee",
     "tiktok_shop",
+    "mail",
     "webhook",
     "slack",
     "telegram",
@@ -36,7 +37,7 @@ pub const TARGETS: &[&str] = &[
 
 /// Whether the target reads the HTTP framing above.
 pub fn is_http(target: &str) -> bool {
-    !matches!(target, "config" | "vault_entry")
+    !matches!(target, "config" | "vault_entry" | "mail")
 }
 
 /// Splits an HTTP target's input into status, headers and body.
@@ -93,6 +94,12 @@ fn consume(v: Verdict) {
 /// Runs `target` on `data`. False for an unknown target.
 pub fn run(target: &str, data: &[u8]) -> bool {
     match target {
+        "mail" => {
+            static CATALOGUE: std::sync::OnceLock<storeguard::mail::Catalogue> =
+                std::sync::OnceLock::new();
+            let c = CATALOGUE.get_or_init(storeguard::mail::Catalogue::builtin);
+            let _ = c.classify(data);
+        }
         "config" => {
             let text = String::from_utf8_lossy(data);
             if let Err(e) = Config::from_toml(Path::new("/fuzz/storeguard.toml"), &text) {

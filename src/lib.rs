@@ -17,6 +17,7 @@ pub mod fake;
 pub mod health;
 pub mod http;
 pub mod i18n;
+pub mod mail;
 pub mod marketplace;
 pub mod model;
 pub mod otp;
