@@ -95,13 +95,13 @@ pub enum VaultCmd {
 
 #[derive(Args, Debug)]
 pub struct EntryArg {
-    /// KIND/NAME: store/<id>, channel/<name> or daemon/api
+    /// KIND/NAME: store/<id>, channel/<name>, mailbox/<name> or daemon/api
     pub entry: String,
 }
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// KIND/NAME: store/<id>, channel/<name> or daemon/api
+    /// KIND/NAME: store/<id>, channel/<name>, mailbox/<name> or daemon/api
     pub entry: String,
     /// Print the values in full
     #[arg(long)]
@@ -266,6 +266,21 @@ pub fn schema_for(config: &Config, id: &EntryId) -> anyhow::Result<Schema> {
                     id.name
                 )
             }),
+        EntryKind::Mailbox => config
+            .mailboxes
+            .iter()
+            .find(|m| m.name == id.name)
+            .map(|m| Schema::Mailbox {
+                xoauth2: m.auth == crate::config::MailAuth::Xoauth2,
+            })
+            .ok_or_else(|| {
+                anyhow!(
+                    "mailbox `{}` is not in {}\n  help: add a [[mailbox]] table with name = \"{}\" first",
+                    id.name,
+                    config.path.display(),
+                    id.name
+                )
+            }),
         EntryKind::Daemon => {
             if id.name == "api" {
                 Ok(Schema::Daemon)
@@ -329,6 +344,14 @@ fn config_check(path: &Path) -> anyhow::Result<ExitCode> {
                 .filter(|c| c.kind.has_vault_entry())
                 .map(|c| (EntryId::channel(&c.name), Schema::Channel(c.kind))),
         );
+        wanted.extend(config.mailboxes.iter().map(|m| {
+            (
+                EntryId::mailbox(&m.name),
+                Schema::Mailbox {
+                    xoauth2: m.auth == crate::config::MailAuth::Xoauth2,
+                },
+            )
+        }));
         wanted.push((EntryId::daemon(), Schema::Daemon));
         for (id, schema) in wanted {
             if let Err(e) = vault.load(&id, schema, identity) {

@@ -487,6 +487,7 @@ fn list(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
                 EntryKind::Store => "no [[store]] with this id in the config".into(),
                 EntryKind::Channel => "no [[channel]] with this name in the config".into(),
                 EntryKind::Daemon => "unknown daemon entry".into(),
+                EntryKind::Mailbox => "no [[mailbox]] with this name in the config".into(),
             },
         };
         rows.push((id.to_string(), note));

@@ -22,6 +22,7 @@ mod daemon;
 mod defaults;
 mod endpoints;
 mod error;
+mod mailbox;
 mod maintenance;
 mod raw;
 mod store;
@@ -57,6 +58,10 @@ pub struct Config {
     pub stores: Vec<Store>,
     pub channels: Vec<Channel>,
     pub maintenance: Vec<Maintenance>,
+    /// `[mail]`: settings of the mailbox watchers.
+    pub mail: MailSettings,
+    /// `[[mailbox]]`: the stores' mailboxes, watched for marketplace security mail.
+    pub mailboxes: Vec<Mailbox>,
     /// Store id → position in `stores` (lookups run on every check; a config holds up to
     /// 100,000 stores).
     store_index: HashMap<String, usize>,
@@ -125,6 +130,54 @@ impl Default for Endpoints {
         }
         Endpoints { urls }
     }
+}
+
+/// `[mail]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailSettings {
+    /// DNS server for DKIM and DMARC lookups; `None`: the system's.
+    pub resolver: Option<SocketAddr>,
+    /// How far back a mailbox's first run reads into history (recorded, not alerted).
+    pub backfill: Duration,
+}
+
+/// How a mailbox connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTls {
+    /// Implicit TLS (993).
+    Tls,
+    /// STARTTLS on the plain port (143), required.
+    Starttls,
+    /// No TLS: loopback only (a test server).
+    None,
+}
+
+/// How storeguard logs in to a mailbox; its secrets are in the vault entry `mailbox/NAME`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MailAuth {
+    /// An app password (QQ/163 授权码, Yandex, Mail.ru): vault `password`.
+    #[default]
+    Password,
+    /// OAuth 2 (Gmail, Outlook): vault `client_id`, `client_secret`, `refresh_token`,
+    /// `token_endpoint`.
+    Xoauth2,
+}
+
+/// One mailbox watched for the security mail of the stores it serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mailbox {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: MailTls,
+    pub username: String,
+    pub auth: MailAuth,
+    /// Ids of the stores whose security mail arrives here.
+    pub stores: Vec<String>,
+    /// Folders watched besides INBOX and the spam folder.
+    pub folders: Vec<String>,
 }
 
 /// One store to watch.

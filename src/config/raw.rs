@@ -17,6 +17,31 @@ pub(super) struct RawConfig {
     pub(super) channels: Vec<Spanned<RawChannel>>,
     #[serde(default, rename = "maintenance")]
     pub(super) maintenance: Vec<Spanned<RawMaintenance>>,
+    #[serde(default)]
+    pub(super) mail: RawMail,
+    #[serde(default, rename = "mailbox")]
+    pub(super) mailboxes: Vec<Spanned<RawMailbox>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMail {
+    pub(super) resolver: Option<Spanned<String>>,
+    pub(super) backfill: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMailbox {
+    pub(super) name: Spanned<String>,
+    pub(super) host: Spanned<String>,
+    pub(super) port: Option<Spanned<u16>>,
+    pub(super) tls: Option<Spanned<MailTls>>,
+    pub(super) username: Spanned<String>,
+    pub(super) auth: Option<MailAuth>,
+    pub(super) stores: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) folders: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -187,3 +187,53 @@ fn channel_settings_are_checked_per_kind() {
     let p = first("[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nchat_id = 5\n");
     assert!(p.message.contains("applies only to telegram"));
 }
+
+#[test]
+fn mailboxes_serve_known_stores_and_keep_passwords_off_the_wire() {
+    let amazon = "[[store]]\nid = \"amazon-us\"\nmarketplace = \"amazon\"\nregion = \"na\"\n";
+    let c = load(&format!(
+        "[mail]\nresolver = \"127.0.0.1:5353\"\nbackfill = \"3d\"\n\n{amazon}\n\
+         [[mailbox]]\nname = \"us-mail\"\nhost = \"imap.qq.com\"\nusername = \"seller@qq.com\"\nstores = [\"amazon-us\"]\nfolders = [\"广告邮件\"]\n\n\
+         [[mailbox]]\nname = \"gmail\"\nhost = \"imap.gmail.com\"\nusername = \"s@gmail.com\"\nauth = \"xoauth2\"\ntls = \"starttls\"\nstores = [\"amazon-us\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.mail.resolver, Some("127.0.0.1:5353".parse().unwrap()));
+    assert_eq!(c.mail.backfill, Duration::from_secs(3 * 86_400));
+    let qq = &c.mailboxes[0];
+    assert_eq!(
+        (qq.port, qq.tls, qq.auth),
+        (993, MailTls::Tls, MailAuth::Password)
+    );
+    assert_eq!(qq.folders, vec!["广告邮件"]);
+    assert_eq!(c.mailboxes[1].port, 143);
+    assert_eq!(c.mailboxes[1].auth, MailAuth::Xoauth2);
+    // Defaults: the system's resolver, a week of back-fill.
+    let d = load(amazon).unwrap();
+    assert_eq!(d.mail.resolver, None);
+    assert_eq!(d.mail.backfill, Duration::from_secs(7 * 86_400));
+
+    let bad =
+        |mailbox: &str| first(&format!("{amazon}\n[[mailbox]]\nname = \"m\"\n{mailbox}\n")).message;
+    assert!(
+        bad("host = \"imap.qq.com\"\nusername = \"u\"\nstores = [\"nope\"]")
+            .contains("unknown store `nope`")
+    );
+    assert!(
+        bad("host = \"imap.qq.com\"\nusername = \"u\"\nstores = []").contains("serves no store")
+    );
+    assert!(
+        bad("host = \"imap.qq.com\"\ntls = \"none\"\nusername = \"u\"\nstores = [\"amazon-us\"]")
+            .contains("in the clear")
+    );
+    assert!(load(&format!("{amazon}\n[[mailbox]]\nname = \"m\"\nhost = \"127.0.0.1\"\ntls = \"none\"\nport = 1143\nusername = \"u\"\nstores = [\"amazon-us\"]\n")).is_ok());
+    assert!(
+        first("[mail]\nresolver = \"dns.google\"\n")
+            .message
+            .contains("not an IP:port")
+    );
+    assert!(
+        first("[mail]\nbackfill = \"400d\"\n")
+            .message
+            .contains("90 days")
+    );
+}

@@ -203,6 +203,13 @@ pub(super) fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         .into_iter()
         .filter_map(|st| Store::from_raw(st, &mut cx, c))
         .collect();
+    let mail = MailSettings::from_raw(&raw.mail, c);
+    let mut mailbox_names = HashSet::new();
+    let mailboxes = raw
+        .mailboxes
+        .into_iter()
+        .filter_map(|m| Mailbox::from_raw(m, &stores, &mut mailbox_names, c))
+        .collect();
     let maintenance = raw
         .maintenance
         .into_iter()
@@ -222,6 +229,8 @@ pub(super) fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         stores,
         channels,
         maintenance,
+        mail,
+        mailboxes,
         store_index,
     }
 }

@@ -15,6 +15,8 @@ pub enum EntryKind {
     Store,
     Channel,
     Daemon,
+    /// A mailbox watched for security mail (`mailbox/NAME`).
+    Mailbox,
 }
 
 impl EntryKind {
@@ -23,6 +25,7 @@ impl EntryKind {
             EntryKind::Store => "store",
             EntryKind::Channel => "channel",
             EntryKind::Daemon => "daemon",
+            EntryKind::Mailbox => "mailbox",
         }
     }
 
@@ -32,6 +35,7 @@ impl EntryKind {
             EntryKind::Store => "stores",
             EntryKind::Channel => "channels",
             EntryKind::Daemon => "daemon",
+            EntryKind::Mailbox => "mailboxes",
         }
     }
 }
@@ -47,6 +51,13 @@ impl EntryId {
     pub fn store(name: &str) -> Self {
         EntryId {
             kind: EntryKind::Store,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn mailbox(name: &str) -> Self {
+        EntryId {
+            kind: EntryKind::Mailbox,
             name: name.to_string(),
         }
     }
@@ -76,9 +87,10 @@ impl EntryId {
             "store" | "stores" => EntryKind::Store,
             "channel" | "channels" => EntryKind::Channel,
             "daemon" => EntryKind::Daemon,
+            "mailbox" | "mailboxes" => EntryKind::Mailbox,
             other => {
                 return Err(format!(
-                    "unknown entry kind `{other}`; use store/NAME, channel/NAME or daemon/api"
+                    "unknown entry kind `{other}`; use store/NAME, channel/NAME, mailbox/NAME or daemon/api"
                 ));
             }
         };
@@ -113,6 +125,10 @@ pub enum Schema {
     Store(Marketplace),
     Channel(ChannelKind),
     Daemon,
+    /// A mailbox's login: an app password, or OAuth 2 (`xoauth2`).
+    Mailbox {
+        xoauth2: bool,
+    },
 }
 
 pub use crate::model::{Field, FieldType};
@@ -140,6 +156,28 @@ const DAEMON: &[Field] = &[
     Field::text("api_token", true, true, "bearer token for the status API"),
     Field::text("heartbeat_url", false, true, "dead-man's-switch ping URL"),
 ];
+const MAILBOX_PASSWORD: &[Field] = &[Field::text(
+    "password",
+    true,
+    true,
+    "the mailbox's app password (QQ/163: 授权码 from the mail settings, not the login password)",
+)];
+const MAILBOX_XOAUTH2: &[Field] = &[
+    Field::text("client_id", true, false, "OAuth client id of the app"),
+    Field::text("client_secret", true, true, "OAuth client secret"),
+    Field::text(
+        "refresh_token",
+        true,
+        true,
+        "refresh token from consenting to mail access (storeguard saves each new one)",
+    ),
+    Field::text(
+        "token_endpoint",
+        true,
+        false,
+        "the provider's token URL (Gmail: https://oauth2.googleapis.com/token)",
+    ),
+];
 const NONE: &[Field] = &[];
 
 impl Schema {
@@ -148,6 +186,8 @@ impl Schema {
             Schema::Store(m) => m.spec().vault_fields,
             Schema::Channel(k) => k.spec().vault_fields.unwrap_or(NONE),
             Schema::Daemon => DAEMON,
+            Schema::Mailbox { xoauth2: false } => MAILBOX_PASSWORD,
+            Schema::Mailbox { xoauth2: true } => MAILBOX_XOAUTH2,
         }
     }
 
@@ -161,6 +201,8 @@ impl Schema {
             Schema::Store(m) => format!("{} store", m.display_name()),
             Schema::Channel(k) => format!("{k} channel"),
             Schema::Daemon => "daemon entry".into(),
+            Schema::Mailbox { xoauth2: false } => "mailbox (password)".into(),
+            Schema::Mailbox { xoauth2: true } => "mailbox (XOAUTH2)".into(),
         }
     }
 }
@@ -371,7 +413,7 @@ impl Document {
         // A robot webhook is given whole as `url`, or as its token: one of the two.
         let token_field = match schema {
             Schema::Channel(k) => k.spec().robot.as_ref().map(|r| r.token_field),
-            Schema::Store(_) | Schema::Daemon => None,
+            Schema::Store(_) | Schema::Daemon | Schema::Mailbox { .. } => None,
         };
         if let Some(token) = token_field.filter(|_| !is_web) {
             let has = |n: &str| out_fields.iter().any(|(k, _)| k == n);

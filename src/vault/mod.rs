@@ -581,7 +581,7 @@ impl Vault {
             }
         };
         check(&self.dir, "vault directory");
-        for sub in ["stores", "channels", "daemon", "journal"] {
+        for sub in ["stores", "channels", "daemon", "mailboxes", "journal"] {
             check(&self.dir.join(sub), "vault directory");
         }
         if let Ok(entries) = self.list() {
@@ -618,7 +618,12 @@ impl Vault {
     /// Every entry file present, sorted.
     pub fn list(&self) -> Result<Vec<EntryId>, VaultError> {
         let mut out = Vec::new();
-        for kind in [EntryKind::Store, EntryKind::Channel, EntryKind::Daemon] {
+        for kind in [
+            EntryKind::Store,
+            EntryKind::Channel,
+            EntryKind::Daemon,
+            EntryKind::Mailbox,
+        ] {
             let dir = self.dir.join(kind.dir());
             let rd = match fs::read_dir(&dir) {
                 Ok(rd) => rd,
@@ -659,7 +664,7 @@ impl Vault {
     pub fn clean_stale_temp_files(&self) -> Result<usize, VaultError> {
         let _lock = self.lock()?;
         let mut removed = 0;
-        for sub in ["", "stores", "channels", "daemon"] {
+        for sub in ["", "stores", "channels", "daemon", "mailboxes"] {
             let dir = self.dir.join(sub);
             let Ok(rd) = fs::read_dir(&dir) else { continue };
             for ent in rd.flatten() {

@@ -233,3 +233,18 @@ fn debug_of_identity_shows_only_the_public_key() {
     assert!(!dbg.contains(secret.expose_secret()));
     assert!(dbg.contains("age1"));
 }
+
+#[test]
+fn a_mailbox_entry_holds_a_password_or_an_oauth_grant() {
+    let pw = Schema::Mailbox { xoauth2: false };
+    assert!(Document::parse("password = \"CANARY-app-password\"\n", pw).is_ok());
+    assert!(Document::parse("", pw).is_err());
+    let oauth = Schema::Mailbox { xoauth2: true };
+    let e = Document::parse("client_id = \"c\"\n", oauth).unwrap_err();
+    assert!(e.to_string().contains("client_secret"), "{e}");
+    assert!(!e.to_string().contains("CANARY"));
+    assert_eq!(
+        EntryId::parse("mailbox/us-mail").unwrap(),
+        EntryId::mailbox("us-mail")
+    );
+}
