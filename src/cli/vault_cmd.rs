@@ -504,6 +504,12 @@ fn list(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
                 .filter(|c| c.kind.has_vault_entry())
                 .map(|c| (EntryId::channel(&c.name), true)),
         )
+        .chain(
+            config
+                .mailboxes
+                .iter()
+                .map(|m| (EntryId::mailbox(&m.name), true)),
+        )
         .chain(std::iter::once((EntryId::daemon(), true)));
     for (id, enabled) in expected {
         if !present.contains(&id) {

@@ -200,3 +200,46 @@ async fn channel_add_takes_the_robot_url_as_copied_and_sends_a_test() {
     let c = storeguard::config::Config::load(&sb.config_path()).unwrap();
     assert!(c.channel("ops-mail").is_some() && c.channel("ops-ding").is_some());
 }
+
+/// `config check` wants every mailbox's vault entry, and reads it with the mailbox's schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_covers_mailbox_entries() {
+    let sb = Sandbox::new().unwrap();
+    sb.config(
+        "language = \"en\"",
+        "[[store]]\nid = \"ozon-main\"\nmarketplace = \"ozon\"\naccount = \"1\"\n\n\
+         [[mailbox]]\nname = \"us-mail\"\nhost = \"imap.qq.com\"\nusername = \"seller@qq.com\"\nstores = [\"ozon-main\"]\n",
+    )
+    .unwrap();
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_storeguard"))
+            .arg("--config")
+            .arg(sb.config_path())
+            .args(["config", "check"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let out = check();
+    assert!(
+        out.contains("mailbox/us-mail: no such vault entry"),
+        "{out}"
+    );
+    // An entry of the wrong shape for the mailbox's auth is named.
+    let mut doc = storeguard::vault::Document::parse(
+        "password = \"CANARY-mail-app-password\"\n",
+        storeguard::vault::Schema::Mailbox { xoauth2: false },
+    )
+    .unwrap();
+    sb.vault
+        .write(
+            &storeguard::vault::EntryId::mailbox("us-mail"),
+            &mut doc,
+            None,
+            Some(&sb.identity),
+        )
+        .unwrap();
+    let out = check();
+    assert!(!out.contains("mailbox/us-mail"), "{out}");
+    assert!(!out.contains("CANARY"), "{out}");
+}
