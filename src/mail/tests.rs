@@ -221,3 +221,16 @@ fn hostile_input_never_panics() {
     );
     assert_eq!(redact("https://a.b/c 9999"), "[link] [code]");
 }
+
+#[test]
+fn chinese_and_russian_charsets_are_decoded() {
+    let c = Catalogue::builtin();
+    let gb: &[u8] = b"From: TikTok Shop <no-reply@mail.tiktokglobalshop.com>\x0d\x0aSubject: =?gb18030?B?VGlrVG9rIFNob3DJzLzS0enWpMLr?=\x0d\x0aMIME-Version: 1.0\x0d\x0aContent-Type: text/plain; charset=gb18030\x0d\x0aContent-Transfer-Encoding: 8bit\x0d\x0a\x0d\x0a\xc4\xfa\xd5\xfd\xd4\xda\xbd\xf8\xd0\xd0\xd3\xca\xcf\xe4\xd1\xe9\xd6\xa4\xa3\xac\xc7\xeb\xd4\xda\xd1\xe9\xd6\xa4\xc2\xeb\xca\xe4\xc8\xeb\xbf\xf2\xd6\xd0\xca\xe4\xc8\xeb 654321\x0d\x0a";
+    let got = c.classify(gb).unwrap();
+    assert_eq!(got.event, Some(MailEvent::OtpRequested), "{got:?}");
+    assert_eq!(got.subject, "TikTok Shop商家验证码");
+    let koi: &[u8] = b"From: =?utf-8?B?0K/QvdC00LXQutGBIElE?= <noreply@id.yandex.ru>\x0d\x0aSubject: =?koi8-r?B?69TPLdTPINfIz8TJ1CDXIPfB2yDBy8vB1c7U?=\x0d\x0aMIME-Version: 1.0\x0d\x0aContent-Type: text/plain; charset=koi8-r\x0d\x0aContent-Transfer-Encoding: 8bit\x0d\x0a\x0d\x0a\xeb\xd4\xcf-\xd4\xcf \xd7\xd7\xa3\xcc \xd0\xd2\xc1\xd7\xc9\xcc\xd8\xce\xd9\xca \xd0\xc1\xd2\xcf\xcc\xd8 \xcf\xd4 \xc1\xcb\xcb\xc1\xd5\xce\xd4\xc1 seller.\x0a\xed\xc5\xd3\xd4\xcf: \xed\xcf\xd3\xcb\xd7\xc1\x0d\x0a";
+    let got = c.classify(koi).unwrap();
+    assert_eq!(got.event, Some(MailEvent::NewSignIn), "{got:?}");
+    assert_eq!(got.facts[0], ("Место".into(), "Москва".into()));
+}
