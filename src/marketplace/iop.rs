@@ -266,21 +266,13 @@ pub(crate) struct TokenSet {
 impl TokenSet {
     /// The journal record of this refresh, which spent `spent`.
     fn rotation(self, spent: SecretString) -> Rotation {
-        let mut times = Vec::new();
-        if let Some(t) = self.access_expires {
-            times.push(("access_token_expires_at".to_string(), t));
-        }
-        if let Some(t) = self.refresh_expires {
-            times.push(("refresh_token_expires_at".to_string(), t));
-        }
-        Rotation {
+        rotate::token_pair(
             spent,
-            fields: vec![
-                ("access_token".to_string(), self.access),
-                ("refresh_token".to_string(), self.refresh),
-            ],
-            times,
-        }
+            self.access,
+            self.refresh,
+            self.access_expires,
+            self.refresh_expires,
+        )
     }
 }
 
@@ -512,11 +504,9 @@ fn lazada_seller(
 /// Refreshes the tokens and makes them durable before returning. One refresh in flight per
 /// store; a refresh that another check or process already made is adopted instead.
 async fn refresh(ctx: &ProbeCtx<'_>, flavor: Flavor, app: &App) -> Result<(), Finding> {
-    let seen = ctx.creds.generation();
-    let guard = ctx.creds.refresh.clone().lock_owned().await;
-    if ctx.creds.generation() != seen || rotate::adopt_newer(ctx).await {
+    let Some(guard) = rotate::claim(ctx).await else {
         return Ok(());
-    }
+    };
     let refresh_token = ctx.secret("refresh_token")?;
     let answer = call(
         ctx,

@@ -7,7 +7,45 @@
 use super::{Creds, ProbeCtx};
 use crate::outcome::{Finding, FindingKind};
 use crate::vault::Rotation;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use std::sync::Arc;
+
+/// Takes the store's refresh lock. `None` when, by the time it is held, another check or
+/// process has already rotated the tokens (now adopted): there is nothing left to refresh.
+pub(super) async fn claim(ctx: &ProbeCtx<'_>) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    let seen = ctx.creds.generation();
+    let guard = ctx.creds.refresh.clone().lock_owned().await;
+    if ctx.creds.generation() != seen || adopt_newer(ctx).await {
+        return None;
+    }
+    Some(guard)
+}
+
+/// The journal record of a refresh that spent `spent` and returned a new pair.
+pub(super) fn token_pair(
+    spent: SecretString,
+    access: SecretString,
+    refresh: SecretString,
+    access_expires: Option<DateTime<Utc>>,
+    refresh_expires: Option<DateTime<Utc>>,
+) -> Rotation {
+    let times = [
+        ("access_token_expires_at", access_expires),
+        ("refresh_token_expires_at", refresh_expires),
+    ]
+    .into_iter()
+    .filter_map(|(k, t)| t.map(|t| (k.to_string(), t)))
+    .collect();
+    Rotation {
+        spent,
+        fields: vec![
+            ("access_token".to_string(), access),
+            ("refresh_token".to_string(), refresh),
+        ],
+        times,
+    }
+}
 
 /// Adopts the vault's entry when another process wrote a newer generation (or left rotations
 /// in the journal). Returns whether it did.

@@ -243,11 +243,9 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, out: &mut Probed) -> Result<(), Finding
 /// Refreshes the shop's tokens and makes them durable before returning (one refresh in flight
 /// per store; one another check or process made is adopted instead).
 async fn refresh(ctx: &ProbeCtx<'_>, partner: &Partner, shop_id: &str) -> Result<(), Finding> {
-    let seen = ctx.creds.generation();
-    let guard = ctx.creds.refresh.clone().lock_owned().await;
-    if ctx.creds.generation() != seen || rotate::adopt_newer(ctx).await {
+    let Some(guard) = rotate::claim(ctx).await else {
         return Ok(());
-    }
+    };
     let refresh_token = ctx.secret("refresh_token")?;
     let ts = Utc::now().timestamp().to_string();
     let signature = sign(
@@ -312,28 +310,21 @@ pub(crate) fn read_tokens(
     let (Some(access), Some(refresh)) = (text("access_token"), text("refresh_token")) else {
         return Err(unrecognised(answer));
     };
-    let mut times = Vec::new();
-    if let Some(t) = v
+    let access_expires = v
         .get("expire_in")
         .and_then(json_text)
         .and_then(|s| s.parse::<i64>().ok())
         .and_then(|s| chrono::Duration::try_seconds(s.max(0)))
-        .and_then(|d| now.checked_add_signed(d))
-    {
-        times.push(("access_token_expires_at".to_string(), t));
-    }
+        .and_then(|d| now.checked_add_signed(d));
     // The refresh token lives 30 days from this refresh.
-    if let Some(t) = now.checked_add_signed(chrono::Duration::days(30)) {
-        times.push(("refresh_token_expires_at".to_string(), t));
-    }
-    Ok(Rotation {
+    let refresh_expires = now.checked_add_signed(chrono::Duration::days(30));
+    Ok(rotate::token_pair(
         spent,
-        fields: vec![
-            ("access_token".to_string(), access),
-            ("refresh_token".to_string(), refresh),
-        ],
-        times,
-    })
+        access,
+        refresh,
+        access_expires,
+        refresh_expires,
+    ))
 }
 
 #[cfg(test)]

@@ -253,11 +253,9 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, out: &mut Probed) -> Result<(), Finding
 /// Refreshes the tokens and makes them durable before returning (one refresh in flight per
 /// store; one another check or process made is adopted instead).
 async fn refresh(ctx: &ProbeCtx<'_>, app: &App) -> Result<(), Finding> {
-    let seen = ctx.creds.generation();
-    let guard = ctx.creds.refresh.clone().lock_owned().await;
-    if ctx.creds.generation() != seen || rotate::adopt_newer(ctx).await {
+    let Some(guard) = rotate::claim(ctx).await else {
         return Ok(());
-    }
+    };
     let refresh_token = ctx.secret("refresh_token")?;
     let auth = ctx
         .config
@@ -306,21 +304,13 @@ pub(crate) fn read_tokens(answer: &Answer, spent: SecretString) -> Result<Rotati
             .filter(|s| *s > 0)
             .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
     };
-    let mut times = Vec::new();
-    if let Some(t) = at("access_token_expire_in") {
-        times.push(("access_token_expires_at".to_string(), t));
-    }
-    if let Some(t) = at("refresh_token_expire_in") {
-        times.push(("refresh_token_expires_at".to_string(), t));
-    }
-    Ok(Rotation {
+    Ok(rotate::token_pair(
         spent,
-        fields: vec![
-            ("access_token".to_string(), access),
-            ("refresh_token".to_string(), refresh),
-        ],
-        times,
-    })
+        access,
+        refresh,
+        at("access_token_expire_in"),
+        at("refresh_token_expire_in"),
+    ))
 }
 
 #[cfg(test)]
