@@ -4,10 +4,10 @@
 //! and appends the `[[channel]]` table (every other byte of the file kept); then sends a test.
 
 use super::prompt::Prompter;
-use super::{load_config, load_identity, open_vault};
+use super::{load_config, open_vault};
 use crate::config::Config;
 use crate::model::ChannelKind;
-use crate::vault::{Document, EntryId, IdentityError, Schema};
+use crate::vault::{Document, EntryId, Schema};
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use secrecy::ExposeSecret;
@@ -86,14 +86,7 @@ pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
     aot.push(table);
     let mut doc = toml_edit::DocumentMut::new();
     doc.insert("channel", toml_edit::Item::ArrayOfTables(aot));
-    let original = std::fs::read_to_string(&config.path)
-        .with_context(|| format!("reading {}", config.path.display()))?;
-    let mut updated = original.clone();
-    if !updated.is_empty() && !updated.ends_with('\n') {
-        updated.push('\n');
-    }
-    updated.push('\n');
-    updated.push_str(&doc.to_string());
+    let updated = super::appended(&config, &doc)?;
     Config::from_toml(&config.path, &updated)
         .map_err(|e| anyhow!("the new channel would make the config invalid:\n{e}"))?;
 
@@ -103,18 +96,7 @@ pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
         Some(fields) => Some(ask_secrets(&mut p, kind, &name, fields)?),
     };
     let vault = open_vault(&config)?;
-    let identity = match load_identity(&config) {
-        Ok(i) => Some(i),
-        Err(e)
-            if matches!(
-                e.downcast_ref::<IdentityError>(),
-                Some(IdentityError::NotFound { .. })
-            ) =>
-        {
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let identity = super::identity_if_present(&config)?;
     if let Some(mut secrets) = secrets {
         vault.write(&entry, &mut secrets, None, identity.as_ref())?;
     }

@@ -291,6 +291,36 @@ pub fn schema_for(config: &Config, id: &EntryId) -> anyhow::Result<Schema> {
     }
 }
 
+/// The config file's text with `doc` (a new table) appended after its last byte, so nothing
+/// the user wrote moves.
+fn appended(config: &Config, doc: &toml_edit::DocumentMut) -> anyhow::Result<String> {
+    let mut updated = std::fs::read_to_string(&config.path)
+        .with_context(|| format!("reading {}", config.path.display()))?;
+    if !updated.is_empty() && !updated.ends_with('\n') {
+        updated.push('\n');
+    }
+    updated.push('\n');
+    updated.push_str(&doc.to_string());
+    Ok(updated)
+}
+
+/// The identity, or `None` when there is none here (entries can still be encrypted to the
+/// vault's recipients); any other problem with it is an error.
+fn identity_if_present(config: &Config) -> anyhow::Result<Option<crate::vault::Identity>> {
+    match load_identity(config) {
+        Ok(i) => Ok(Some(i)),
+        Err(e)
+            if matches!(
+                e.downcast_ref::<crate::vault::IdentityError>(),
+                Some(crate::vault::IdentityError::NotFound { .. })
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn open_vault(config: &Config) -> anyhow::Result<Vault> {
     Ok(Vault::open(&config.daemon.vault_dir)?)
 }

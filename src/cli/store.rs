@@ -3,10 +3,10 @@
 
 use super::prompt::Prompter;
 use super::vault_cmd::read_document;
-use super::{load_config, load_identity, open_vault};
+use super::{load_config, open_vault};
 use crate::config::Config;
 use crate::model::Marketplace;
-use crate::vault::{EntryId, IdentityError, Schema};
+use crate::vault::{EntryId, Schema};
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use std::path::Path;
@@ -109,14 +109,7 @@ pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
     aot.push(table);
     let mut doc = toml_edit::DocumentMut::new();
     doc.insert("store", toml_edit::Item::ArrayOfTables(aot));
-    let original = std::fs::read_to_string(&config.path)
-        .with_context(|| format!("reading {}", config.path.display()))?;
-    let mut updated = original.clone();
-    if !updated.is_empty() && !updated.ends_with('\n') {
-        updated.push('\n');
-    }
-    updated.push('\n');
-    updated.push_str(&doc.to_string());
+    let updated = super::appended(&config, &doc)?;
     let new_config = Config::from_toml(&config.path, &updated)
         .map_err(|e| anyhow!("the new store would make the config invalid:\n{e}"))?;
     let store = new_config.store(&id).expect("just added");
@@ -125,18 +118,7 @@ pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
     let schema = Schema::Store(store.marketplace);
     let mut secrets = read_document(&mut p, schema, &entry)?;
     let vault = open_vault(&config)?;
-    let identity = match load_identity(&config) {
-        Ok(i) => Some(i),
-        Err(e)
-            if matches!(
-                e.downcast_ref::<IdentityError>(),
-                Some(IdentityError::NotFound { .. })
-            ) =>
-        {
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let identity = super::identity_if_present(&config)?;
 
     crate::vault::write_atomic(&config.path, updated.as_bytes(), 0o640)
         .with_context(|| format!("writing {}", config.path.display()))?;
