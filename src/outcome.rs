@@ -92,10 +92,29 @@ pub enum FindingKind {
     VaultUnreadable,
     /// storeguard itself needs attention (a rejected config reload, a state file it cannot write).
     DaemonFault,
+    // Security mail from the store's mailbox (one alert per mail, never a check's finding).
+    OtpRequested,
+    NewSignIn,
+    LoginApprovalRequested,
+    PasswordResetRequested,
+    PasswordChanged,
+    TwoFactorChanged,
+    ContactChanged,
+    AccountLocked,
+    AccountSuspended,
+    AccountAtRisk,
+    ApiKeyChanged,
+    AuthorizationExpiring,
+    /// Mail that claims a marketplace but is forged or from a look-alike domain.
+    PhishingSuspected,
+    /// A sign-in code, new sign-in or approval request outside the store's `login_hours`.
+    SuspiciousLogin,
+    /// The store's mailbox stopped accepting storeguard's login: its mail is not being read.
+    MailboxRejected,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 13] = [
+    pub const ALL: [FindingKind; 28] = [
         FindingKind::AuthRejected,
         FindingKind::AccountBlocked,
         FindingKind::IdentityMismatch,
@@ -109,6 +128,21 @@ impl FindingKind {
         FindingKind::ProtocolError,
         FindingKind::VaultUnreadable,
         FindingKind::DaemonFault,
+        FindingKind::OtpRequested,
+        FindingKind::NewSignIn,
+        FindingKind::LoginApprovalRequested,
+        FindingKind::PasswordResetRequested,
+        FindingKind::PasswordChanged,
+        FindingKind::TwoFactorChanged,
+        FindingKind::ContactChanged,
+        FindingKind::AccountLocked,
+        FindingKind::AccountSuspended,
+        FindingKind::AccountAtRisk,
+        FindingKind::ApiKeyChanged,
+        FindingKind::AuthorizationExpiring,
+        FindingKind::PhishingSuspected,
+        FindingKind::SuspiciousLogin,
+        FindingKind::MailboxRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +160,21 @@ impl FindingKind {
             FindingKind::ProtocolError => "protocol_error",
             FindingKind::VaultUnreadable => "vault_unreadable",
             FindingKind::DaemonFault => "daemon_fault",
+            FindingKind::OtpRequested => "otp_requested",
+            FindingKind::NewSignIn => "new_sign_in",
+            FindingKind::LoginApprovalRequested => "login_approval_requested",
+            FindingKind::PasswordResetRequested => "password_reset_requested",
+            FindingKind::PasswordChanged => "password_changed",
+            FindingKind::TwoFactorChanged => "two_factor_changed",
+            FindingKind::ContactChanged => "contact_changed",
+            FindingKind::AccountLocked => "account_locked",
+            FindingKind::AccountSuspended => "account_suspended",
+            FindingKind::AccountAtRisk => "account_at_risk",
+            FindingKind::ApiKeyChanged => "api_key_changed",
+            FindingKind::AuthorizationExpiring => "authorization_expiring",
+            FindingKind::PhishingSuspected => "phishing_suspected",
+            FindingKind::SuspiciousLogin => "suspicious_login",
+            FindingKind::MailboxRejected => "mailbox_rejected",
         }
     }
 
@@ -139,12 +188,27 @@ impl FindingKind {
             FindingKind::AuthRejected
             | FindingKind::AccountBlocked
             | FindingKind::IdentityMismatch
-            | FindingKind::IpRestricted => Status::Critical,
+            | FindingKind::IpRestricted
+            | FindingKind::PasswordChanged
+            | FindingKind::ContactChanged
+            | FindingKind::AccountLocked
+            | FindingKind::AccountSuspended
+            | FindingKind::SuspiciousLogin => Status::Critical,
             FindingKind::PermissionMissing
             | FindingKind::CredentialExpiring
             | FindingKind::AccountChanged
             | FindingKind::Posture
-            | FindingKind::DaemonFault => Status::Warning,
+            | FindingKind::DaemonFault
+            | FindingKind::OtpRequested
+            | FindingKind::NewSignIn
+            | FindingKind::LoginApprovalRequested
+            | FindingKind::PasswordResetRequested
+            | FindingKind::TwoFactorChanged
+            | FindingKind::AccountAtRisk
+            | FindingKind::ApiKeyChanged
+            | FindingKind::AuthorizationExpiring
+            | FindingKind::PhishingSuspected
+            | FindingKind::MailboxRejected => Status::Warning,
             FindingKind::RateLimited
             | FindingKind::Unreachable
             | FindingKind::ProtocolError

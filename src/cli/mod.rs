@@ -5,6 +5,7 @@ mod channel;
 mod check;
 mod demo;
 mod init;
+mod mailbox;
 pub mod prompt;
 pub mod run;
 pub mod status;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Alert channels: send a test message
     #[command(subcommand)]
     Alert(alert_cmd::AlertCmd),
+    /// Mailboxes watched for marketplace security mail: test one
+    #[command(subcommand)]
+    Mailbox(mailbox::MailboxCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -226,6 +230,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Silence(args) => status::silence(&config_path, args),
         Command::Check(args) => check::run(&config_path, args),
         Command::Alert(cmd) => alert_cmd::run(&config_path, cmd),
+        Command::Mailbox(cmd) => mailbox::run(&config_path, cmd),
     }
 }
 

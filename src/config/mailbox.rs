@@ -37,7 +37,18 @@ impl MailSettings {
                 "use at most \"90d\" (older mail says nothing about today's logins)",
             );
         }
-        MailSettings { resolver, backfill }
+        let poll = duration_field(
+            c,
+            m.poll.as_ref(),
+            Duration::from_secs(120),
+            "poll",
+            Duration::from_secs(1),
+        );
+        MailSettings {
+            resolver,
+            backfill,
+            poll,
+        }
     }
 }
 

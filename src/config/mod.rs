@@ -139,6 +139,9 @@ pub struct MailSettings {
     pub resolver: Option<SocketAddr>,
     /// How far back a mailbox's first run reads into history (recorded, not alerted).
     pub backfill: Duration,
+    /// How often folders are read when the server has no IDLE (Mail.ru, 163), and the spam
+    /// and extra folders when it has: IDLE watches only INBOX.
+    pub poll: Duration,
 }
 
 /// How a mailbox connection is secured.
@@ -180,6 +183,59 @@ pub struct Mailbox {
     pub folders: Vec<String>,
 }
 
+/// When a store's team signs in (`login_hours = "08:00-22:00 Asia/Shanghai"`): a sign-in code,
+/// new sign-in or approval request outside these hours is `suspicious_login`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoginHours {
+    pub start: chrono::NaiveTime,
+    pub end: chrono::NaiveTime,
+    pub tz: chrono_tz::Tz,
+}
+
+impl LoginHours {
+    /// Parses `HH:MM-HH:MM ZONE` (the zone optional: the daemon's timezone). A range whose end
+    /// is before its start runs past midnight (`20:00-04:00`).
+    pub fn parse(s: &str, default_tz: chrono_tz::Tz) -> Result<LoginHours, String> {
+        let mut words = s.split_whitespace();
+        let range = words.next().ok_or("empty")?;
+        let tz = match words.next() {
+            None => default_tz,
+            Some(z) => z
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| format!("unknown timezone `{}`", crate::outcome::sanitize(z, 40)))?,
+        };
+        if words.next().is_some() {
+            return Err("more than a range and a timezone".into());
+        }
+        let (a, b) = range
+            .split_once('-')
+            .ok_or("no `-` between the two times")?;
+        let time = |t: &str| {
+            chrono::NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| {
+                format!(
+                    "`{}` is not a time like 08:00",
+                    crate::outcome::sanitize(t, 20)
+                )
+            })
+        };
+        let (start, end) = (time(a)?, time(b)?);
+        if start == end {
+            return Err("the range is empty".into());
+        }
+        Ok(LoginHours { start, end, tz })
+    }
+
+    /// Whether `at` falls inside the hours, in their timezone.
+    pub fn contains(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        let t = at.with_timezone(&self.tz).time();
+        if self.start < self.end {
+            self.start <= t && t < self.end
+        } else {
+            t >= self.start || t < self.end
+        }
+    }
+}
+
 /// One store to watch.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -198,6 +254,8 @@ pub struct Store {
     pub channels: Vec<String>,
     /// Egress proxy (http, https or socks5); its password, if any, is in the vault.
     pub proxy: Option<Url>,
+    /// When the store's team signs in; `None`: every sign-in mail is a WARNING record.
+    pub login_hours: Option<LoginHours>,
     pub tags: Vec<String>,
     pub enabled: bool,
 }

@@ -28,6 +28,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawMail {
     pub(super) resolver: Option<Spanned<String>>,
     pub(super) backfill: Option<Spanned<String>>,
+    pub(super) poll: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +90,7 @@ pub(super) struct RawStore {
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) channels: Option<Vec<Spanned<String>>>,
     pub(super) proxy: Option<Spanned<String>>,
+    pub(super) login_hours: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) tags: Vec<String>,
     #[serde(default = "yes")]

@@ -9,6 +9,8 @@ pub(super) struct StoreCx<'a> {
     pub(super) raw_defaults: &'a RawDefaults,
     pub(super) endpoints: &'a Endpoints,
     pub(super) channel_names: &'a HashSet<String>,
+    /// The daemon's timezone (`login_hours` without a zone of its own).
+    pub(super) timezone: chrono_tz::Tz,
     /// Offsets, located only for a duplicate: locating walks the text from its start.
     pub(super) seen: HashMap<String, usize>,
     /// Stores that spell out the same schedule share one parse.
@@ -202,6 +204,19 @@ impl Store {
                 None
             }
         });
+        let login_hours = st.login_hours.as_ref().and_then(|h| {
+            match LoginHours::parse(h.get_ref(), cx.timezone) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    c.at(
+                        h.span(),
+                        format!("login_hours: {e}"),
+                        "write it like \"08:00-22:00 Asia/Shanghai\" (a range past midnight, like \"20:00-04:00\", is fine)",
+                    );
+                    None
+                }
+            }
+        });
         let name = st.name.clone().unwrap_or_else(|| id.clone());
         schedule.map(|schedule| Store {
             id,
@@ -214,6 +229,7 @@ impl Store {
             timeout,
             channels: store_channels,
             proxy,
+            login_hours,
             tags: st.tags.clone(),
             enabled: st.enabled,
         })

@@ -237,3 +237,41 @@ fn mailboxes_serve_known_stores_and_keep_passwords_off_the_wire() {
             .contains("90 days")
     );
 }
+
+#[test]
+fn login_hours_are_a_range_in_a_timezone() {
+    use chrono::TimeZone;
+    let store = |h: &str| {
+        format!(
+            "[[store]]\nid = \"amazon-us\"\nmarketplace = \"amazon\"\nregion = \"na\"\nlogin_hours = \"{h}\"\n"
+        )
+    };
+    let c = load(&store("08:00-22:00 Asia/Shanghai")).unwrap();
+    let hours = c.stores[0].login_hours.unwrap();
+    let utc = |h, m| chrono::Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0).unwrap();
+    assert!(!hours.contains(utc(19, 12)), "03:12 in Shanghai");
+    assert!(hours.contains(utc(2, 0)), "10:00 in Shanghai");
+    assert!(!hours.contains(utc(14, 0)), "22:00 is the end, outside");
+    // Past midnight, in the daemon's timezone (UTC here).
+    let night = load(&store("20:00-04:00")).unwrap().stores[0]
+        .login_hours
+        .unwrap();
+    assert!(night.contains(utc(23, 0)) && night.contains(utc(3, 59)));
+    assert!(!night.contains(utc(12, 0)));
+    assert!(
+        load("[[store]]\nid = \"a\"\nmarketplace = \"amazon\"\nregion = \"na\"\n")
+            .unwrap()
+            .stores[0]
+            .login_hours
+            .is_none()
+    );
+    for (bad, says) in [
+        ("8-22", "is not a time"),
+        ("08:00-22:00 Mars/Base", "unknown timezone"),
+        ("08:00-08:00", "empty"),
+        ("08:00", "no `-`"),
+    ] {
+        let p = first(&store(bad));
+        assert!(p.message.contains(says), "{bad}: {}", p.message);
+    }
+}

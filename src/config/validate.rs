@@ -195,6 +195,7 @@ pub(super) fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         raw_defaults: &raw.defaults,
         endpoints: &endpoints,
         channel_names: &channel_names,
+        timezone: daemon.timezone,
         seen: HashMap::new(),
         schedules: HashMap::new(),
     };

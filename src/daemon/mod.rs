@@ -7,6 +7,7 @@
 
 mod check;
 mod housekeeping;
+pub mod mail;
 mod outbox;
 mod parts;
 mod reload;
@@ -76,6 +77,12 @@ pub trait Sender: Send + Sync + 'static {
 /// Builds the prober and channels for a config (called at start and on every reload).
 pub trait Parts: Send + Sync + 'static {
     fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Checker>, Arc<dyn Sender>)>;
+
+    /// The mailboxes to watch, with their secrets. One that cannot be read is left out (and
+    /// logged): the others are still watched.
+    fn mail(&self, _config: &Config) -> Vec<mail::MailLogin> {
+        Vec::new()
+    }
 }
 
 /// Tunables that are not user config.
@@ -424,6 +431,22 @@ pub async fn run(
     let listening = listener
         .local_addr()
         .map_or_else(|_| config.daemon.listen.to_string(), |a| a.to_string());
+    let mail_logins = parts.mail(&config);
+    if !mail_logins.is_empty() {
+        let cx = Arc::new(mail::MailCx {
+            catalogue: crate::mail::Catalogue::builtin(),
+            verifier: crate::mail::auth::Verifier::new(config.mail.resolver)
+                .map_err(anyhow::Error::msg)?,
+        });
+        for login in mail_logins {
+            tracker.spawn(mail::watch_mailbox(
+                shared.clone(),
+                cx.clone(),
+                login,
+                cancel.clone(),
+            ));
+        }
+    }
     tracker.spawn(crate::web::serve(listener, shared.clone(), cancel.clone()));
     tracker.spawn(deliver_loop(shared.clone(), cancel.clone()));
     tracker.spawn(reload_loop(shared.clone(), parts, reload, cancel.clone()));

@@ -63,6 +63,22 @@ impl RealParts {
 }
 
 impl Parts for RealParts {
+    fn mail(&self, config: &Config) -> Vec<super::mail::MailLogin> {
+        let mut out = Vec::new();
+        for mb in &config.mailboxes {
+            match crate::mail::imap::Secret::load(mb, &self.vault, &self.identity) {
+                Ok(secret) => out.push(super::mail::MailLogin {
+                    mailbox: mb.clone(),
+                    secret,
+                }),
+                Err(e) => {
+                    tracing::error!(mailbox = %mb.name, error = %e, "this mailbox is not watched")
+                }
+            }
+        }
+        out
+    }
+
     fn build(&self, config: &Arc<Config>) -> anyhow::Result<(Arc<dyn Checker>, Arc<dyn Sender>)> {
         let channels = Arc::new(ChannelSet::new(config, &self.vault, &self.identity)?);
         let mut slot = self.prober.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,6 +7,10 @@
 //! replaced, so it can be stored and alerted on. The sender verdict here is by domain only; the
 //! watcher confirms a marketplace's domain with its own DKIM check before trusting it.
 
+pub mod auth;
+pub mod imap;
+
+use crate::outcome::FindingKind;
 use serde::Deserialize;
 
 /// The catalogue shipped in the binary.
@@ -50,6 +54,34 @@ impl MailEvent {
             MailEvent::PhishingSuspected => "phishing_suspected",
         }
     }
+
+    /// The finding an alert about this mail carries.
+    pub fn finding(self) -> FindingKind {
+        match self {
+            MailEvent::OtpRequested => FindingKind::OtpRequested,
+            MailEvent::NewSignIn => FindingKind::NewSignIn,
+            MailEvent::LoginApprovalRequested => FindingKind::LoginApprovalRequested,
+            MailEvent::PasswordResetRequested => FindingKind::PasswordResetRequested,
+            MailEvent::PasswordChanged => FindingKind::PasswordChanged,
+            MailEvent::TwoFactorChanged => FindingKind::TwoFactorChanged,
+            MailEvent::ContactChanged => FindingKind::ContactChanged,
+            MailEvent::AccountLocked => FindingKind::AccountLocked,
+            MailEvent::AccountSuspended => FindingKind::AccountSuspended,
+            MailEvent::AccountAtRisk => FindingKind::AccountAtRisk,
+            MailEvent::ApiKeyChanged => FindingKind::ApiKeyChanged,
+            MailEvent::AuthorizationExpiring => FindingKind::AuthorizationExpiring,
+            MailEvent::PhishingSuspected => FindingKind::PhishingSuspected,
+        }
+    }
+
+    /// Whether `login_hours` apply: a code, a new sign-in or an approval request outside them
+    /// is someone else signing in.
+    pub fn is_sign_in(self) -> bool {
+        matches!(
+            self,
+            MailEvent::OtpRequested | MailEvent::NewSignIn | MailEvent::LoginApprovalRequested
+        )
+    }
 }
 
 /// Who sent it, judged by the From domain.
@@ -80,6 +112,11 @@ pub struct Classified {
     /// Labelled facts the mail gives (Amazon `When`/`Device`/`Near`, Yandex `Место`/`Программа`),
     /// with links and codes removed.
     pub facts: Vec<(String, String)>,
+    /// The Message-ID, as the mail gives it (kept only as a hash: it names the recipient's
+    /// provider and is the key that keeps one alert per mail).
+    pub message_id: Option<String>,
+    /// The mail's `Date`, when it has a readable one.
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +293,10 @@ impl Catalogue {
             critical,
             subject: redact(&crate::outcome::sanitize(&subject, 200)),
             facts: labelled_facts(&body),
+            message_id: msg.message_id().map(str::to_string),
+            sent_at: msg
+                .date()
+                .and_then(|d| chrono::DateTime::from_timestamp(d.to_timestamp(), 0)),
         })
     }
 

@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 mod history;
+mod mail;
 mod outbox;
 #[cfg(test)]
 mod tests;
 
+pub use mail::{MailCursor, MailRecord};
 use outbox::record_event;
 
 /// State file name inside `state_dir`.
@@ -275,15 +277,44 @@ CREATE TABLE IF NOT EXISTS check_runs (
     latency_sum_ms INTEGER NOT NULL,
     PRIMARY KEY (store, from_ms)
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1');
+";
+
+/// Version 2: what the mailbox watchers keep. Per folder, its UIDVALIDITY and the last UID
+/// read, so a restart neither misses nor repeats a mail; per security mail and store, one
+/// login record (never the body: the event, times, sender domain, verdict, labelled facts and
+/// a hash of the Message-ID, which keeps one alert per mail).
+const MAIL_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS mail_cursors (
+    mailbox TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    uid_validity INTEGER NOT NULL,
+    last_uid INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, folder)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mail_records (
+    mail_hash TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    seen_at_ms INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    finding TEXT,
+    verdict TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    facts TEXT NOT NULL,
+    mailbox TEXT NOT NULL,
+    alerted INTEGER NOT NULL,
+    PRIMARY KEY (mail_hash, store_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS mail_records_store ON mail_records (store_id, at_ms);
 ";
 
 /// The schema version this build writes. A file of an older version is migrated forward at
 /// open (each step in [`MIGRATIONS`], in one transaction); a newer one is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `MIGRATIONS[n]` takes a file from version `n + 1` to `n + 2`.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[MAIL_SCHEMA];
 
 impl State {
     /// Opens (creating if needed) the state database in `dir`.
@@ -334,8 +365,17 @@ impl State {
             });
         }
         conn.execute_batch(SCHEMA).map_err(damaged)?;
-        if let Some(found) = found.filter(|v| *v < SCHEMA_VERSION) {
-            migrate(&mut conn, found)?;
+        match found {
+            // A new file gets every table of this version at once.
+            None => {
+                conn.execute_batch(MAIL_SCHEMA)?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )?;
+            }
+            Some(found) if found < SCHEMA_VERSION => migrate(&mut conn, found)?,
+            Some(_) => {}
         }
         Ok(State {
             conn: Mutex::new(conn),

@@ -152,7 +152,7 @@ fn a_newer_schema_is_refused_and_the_version_is_recorded() {
         .unwrap();
     let e = State::open(dir.path()).unwrap_err().to_string();
     assert!(
-        e.contains("written by a newer storeguard (schema 99; this one knows up to 1)"),
+        e.contains("written by a newer storeguard (schema 99; this one knows up to 2)"),
         "{e}"
     );
     assert!(e.contains("help:"), "{e}");
@@ -163,6 +163,18 @@ fn a_newer_schema_is_refused_and_the_version_is_recorded() {
         .unwrap();
     drop(State::open(dir.path()).unwrap());
     assert_eq!(version(&path), SCHEMA_VERSION.to_string());
+    // A version-1 file (before the mailbox watchers) gains their tables.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE mail_cursors; DROP TABLE mail_records;
+             UPDATE meta SET value = '1' WHERE key = 'schema';",
+        )
+        .unwrap();
+    let s = State::open(dir.path()).unwrap();
+    assert_eq!(version(&path), "2");
+    assert_eq!(s.mail_cursor("m", "INBOX").unwrap(), None);
+    assert!(s.mail_records(None, 10).unwrap().is_empty());
 }
 
 #[test]
@@ -405,4 +417,57 @@ fn a_due_outbox_query_uses_the_pending_store_index() {
         plan.iter().any(|p| p.contains("outbox_pending_store")),
         "{plan:?}"
     );
+}
+
+#[test]
+fn a_mail_is_recorded_and_alerted_once_with_its_cursor() {
+    use crate::event::{AlertEvent, EventKind, Subject};
+    use crate::model::{Marketplace, Severity};
+    use crate::outcome::FindingKind;
+    let dir = tempfile::tempdir().unwrap();
+    let s = State::open(dir.path()).unwrap();
+    let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let record = MailRecord {
+        mail_hash: "h1".into(),
+        store_id: "amazon-us".into(),
+        at: now,
+        event: "new_sign_in".into(),
+        finding: Some("new_sign_in".into()),
+        verdict: "authenticated".into(),
+        domain: "amazon.com".into(),
+        facts: vec![("Near".into(), "Shenzhen".into())],
+        mailbox: "m".into(),
+        alerted: true,
+    };
+    let routed = Routed {
+        event: AlertEvent {
+            event_id: "mail-1".into(),
+            event: EventKind::Opened,
+            incident_id: "mail:h1:amazon-us".into(),
+            subject: Subject::store("amazon-us", "US", Marketplace::Amazon),
+            severity: Severity::Warning,
+            finding: FindingKind::NewSignIn,
+            detail: "mail from amazon.com".into(),
+            opened_at: now,
+            created_at: now,
+            affected: vec![],
+            test: false,
+        },
+        channels: vec!["hook".into()],
+        hold_until: None,
+    };
+    let cursor = MailCursor {
+        uid_validity: 7,
+        last_uid: 3,
+        updated_at: now,
+    };
+    let batch = [(record.clone(), Some(routed))];
+    assert_eq!(s.record_mail("m", "INBOX", cursor, &batch).unwrap(), 1);
+    // Read again (a copy in another folder, or a rebuilt folder): no second record or alert.
+    assert_eq!(s.record_mail("m", "Junk", cursor, &batch).unwrap(), 0);
+    assert_eq!(s.outbox_rows_for("mail-1").unwrap(), 1);
+    assert!(!s.incident_open("mail:h1:amazon-us").unwrap());
+    assert_eq!(s.mail_cursor("m", "INBOX").unwrap(), Some(cursor));
+    assert_eq!(s.mail_records(Some("amazon-us"), 5).unwrap(), vec![record]);
+    assert!(s.mail_records(Some("other"), 5).unwrap().is_empty());
 }

@@ -15,4 +15,5 @@ mod faults;
 mod fuzz;
 mod layers;
 mod leak;
+mod mail;
 mod page;

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 pub use storeguard;
 
+pub mod mailsrv;
 pub mod proc;
 pub mod receiver;
 

@@ -1,0 +1,350 @@
+//! The mailbox watcher against a real Dovecot, with DKIM keys served by a loopback DNS server:
+//! security mail becomes one alert per mail (never repeated across restarts), forgeries become
+//! `phishing_suspected`, sign-ins outside login hours `suspicious_login`, history is recorded
+//! without alerting, nothing in the mailbox is changed, and no code, link or password leaks.
+
+use crate::util::mailsrv::{DkimKey, Dns, Dovecot, USER, mail};
+use crate::util::proc::{Daemon, eventually, world};
+use crate::util::receiver::Receiver;
+use std::time::Duration;
+use storeguard::demo::{StoreSpec, World, canary};
+use storeguard::model::Marketplace;
+use storeguard::vault::{Document, EntryId, Schema, Vault};
+
+const CODE: &str = "482913";
+const LINK_TOKEN: &str = "ZkLinkTokenQ7";
+
+/// Adds the mailbox (and the store's login hours) to a world's config and vault.
+fn add_mailbox(w: &World, dovecot: &Dovecot, dns: &Dns, password: &str) {
+    let cfg = std::fs::read_to_string(&w.config_path).unwrap();
+    let cfg = cfg.replacen(
+        "id = \"amazon-us\"\n",
+        "id = \"amazon-us\"\nlogin_hours = \"08:00-22:00 Asia/Shanghai\"\n",
+        1,
+    );
+    let cfg = format!(
+        "{cfg}\n[mail]\nresolver = \"{}\"\nbackfill = \"7d\"\npoll = \"1s\"\n\n\
+         [[mailbox]]\nname = \"us-mail\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         username = \"{USER}\"\nstores = [\"amazon-us\"]\n",
+        dns.addr, dovecot.port
+    );
+    std::fs::write(&w.config_path, cfg).unwrap();
+    let identity = w.identity().unwrap();
+    let vault = Vault::open(&w.path().join("vault")).unwrap();
+    let mut doc = Document::parse(
+        &format!("password = \"{password}\"\n"),
+        Schema::Mailbox { xoauth2: false },
+    )
+    .unwrap();
+    vault
+        .write(
+            &EntryId::mailbox("us-mail"),
+            &mut doc,
+            None,
+            Some(&identity),
+        )
+        .unwrap();
+}
+
+fn findings(r: &Receiver) -> Vec<(String, String)> {
+    r.all()
+        .iter()
+        .filter(|m| m.field("store_id") == "amazon-us")
+        .map(|m| (m.field("finding"), m.idempotency_key.clone()))
+        .collect()
+}
+
+fn count(r: &Receiver, finding: &str) -> usize {
+    let mut keys: Vec<String> = findings(r)
+        .into_iter()
+        .filter(|(f, _)| f == finding)
+        .map(|(_, k)| k)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.len()
+}
+
+fn sign_in(id: &str) -> String {
+    mail(
+        "Amazon <account-update@amazon.com>",
+        "Amazon Sign-in attempt",
+        id,
+        &format!(
+            "Someone who knows your password is attempting to sign-in to your account.\n\
+             When: December 2, 2026 03:12 CST\nDevice: Chrome on Windows\nNear: Shenzhen, China\n\n\
+             Your code is {CODE}. If this was not you, visit https://www.amazon.com/a/c/r?k={LINK_TOKEN}\n"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_mail_alerts_once_per_mail_through_a_real_dovecot() {
+    let password = canary("us-mail", "password");
+    let dovecot = Dovecot::start(&password);
+    let dns = Dns::start().await;
+    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
+    // A key nobody published: its signatures cannot verify.
+    let forger = DkimKey::new("amazon.com", "forged", None);
+    let receiver = Receiver::start().await;
+    let w = world(
+        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
+        &receiver,
+        "1h",
+    )
+    .await;
+    add_mailbox(&w, &dovecot, &dns, &password);
+
+    // Yesterday's mail is history: recorded on the first read, never alerted.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%d-%b-%Y %H:%M:%S +0000")
+        .to_string();
+    let old = mail(
+        "Amazon <account-update@amazon.com>",
+        "Revision to Your Amazon.com Account",
+        "old-1@amazon.com",
+        "You successfully changed your password.",
+    );
+    dovecot
+        .append(&password, "INBOX", Some(&yesterday), &amazon.sign(&old))
+        .await;
+
+    let d = Daemon::start(&w);
+    d.wait_log("mailbox watcher caught up").await;
+
+    // 03:12 in Shanghai, outside 08:00-22:00: someone else signing in.
+    let night = "01-Dec-2026 19:12:00 +0000";
+    dovecot
+        .append(
+            &password,
+            "INBOX",
+            Some(night),
+            &amazon.sign(&sign_in("a1@amazon.com")),
+        )
+        .await;
+    let lookalike = mail(
+        "Amazon Security <security@amaz0n-verify.com>",
+        "Your Amazon account is locked",
+        "p1@amaz0n-verify.com",
+        &format!("Unlock it now: https://amaz0n-verify.com/u?t={LINK_TOKEN}"),
+    );
+    dovecot
+        .append(&password, "Junk", None, lookalike.as_bytes())
+        .await;
+    let spoofed = mail(
+        "Amazon <account-update@amazon.com>",
+        "Revision to Your Amazon.com Account",
+        "s1@amazon.com",
+        "You successfully changed your password.",
+    );
+    dovecot
+        .append(&password, "INBOX", None, &forger.sign(&spoofed))
+        .await;
+    let two_sv_off = mail(
+        "Amazon <account-update@amazon.com>",
+        "Revision to Your Amazon.com Account",
+        "t1@amazon.com",
+        "You disabled Two-Step Verification on your account.",
+    );
+    dovecot
+        .append(&password, "INBOX", None, &amazon.sign(&two_sv_off))
+        .await;
+    // The same mail again (a copy): still one alert.
+    dovecot
+        .append(
+            &password,
+            "Junk",
+            Some(night),
+            &amazon.sign(&sign_in("a1@amazon.com")),
+        )
+        .await;
+
+    eventually(Duration::from_secs(30), "four mail alerts", || async {
+        count(&receiver, "suspicious_login") == 1
+            && count(&receiver, "phishing_suspected") == 2
+            && count(&receiver, "two_factor_changed") == 1
+    })
+    .await;
+    let by_finding = |f: &str| {
+        receiver
+            .all()
+            .into_iter()
+            .find(|m| m.field("finding") == f)
+            .unwrap()
+    };
+    assert_eq!(by_finding("suspicious_login").field("severity"), "critical");
+    assert_eq!(
+        by_finding("two_factor_changed").field("severity"),
+        "critical"
+    );
+    assert_eq!(
+        count(&receiver, "password_changed"),
+        0,
+        "{:?}",
+        findings(&receiver)
+    );
+
+    // Read-only: not one flag set on anything. `\Recent` is still there: only a SELECT
+    // would have taken it, and the watcher only EXAMINEs.
+    for folder in ["INBOX", "Junk"] {
+        let flags = dovecot.flags(&password, folder).await;
+        assert!(!flags.is_empty());
+        assert!(flags.iter().all(|f| f == "Recent"), "{folder}: {flags:?}");
+    }
+
+    // A restart reads on from where it was: nothing is alerted twice, new mail still is.
+    assert!(d.stop().success());
+    let before = receiver.all().len();
+    let d = Daemon::start(&w);
+    d.wait_log("mailbox watcher caught up").await;
+    let day = "02-Dec-2026 02:00:00 +0000"; // 10:00 in Shanghai
+    dovecot
+        .append(
+            &password,
+            "INBOX",
+            Some(day),
+            &amazon.sign(&sign_in("a2@amazon.com")),
+        )
+        .await;
+    eventually(Duration::from_secs(30), "the daytime sign-in", || async {
+        count(&receiver, "otp_requested") == 1
+    })
+    .await;
+    let added: Vec<String> = receiver.all()[before..]
+        .iter()
+        .map(|m| m.field("finding"))
+        .collect();
+    assert_eq!(added, ["otp_requested"], "only the new mail alerts");
+    assert_eq!(by_finding("otp_requested").field("severity"), "warning");
+
+    // The login records: the history mail is recorded and was not alerted.
+    let log = d.log();
+    assert!(d.stop().success());
+    let state = storeguard::state::State::open_read_only(&w.path().join("state")).unwrap();
+    let records = state.mail_records(Some("amazon-us"), 50).unwrap();
+    let old = records
+        .iter()
+        .find(|r| r.event == "password_changed" && r.verdict == "authenticated")
+        .expect("the history mail is a login record");
+    assert!(!old.alerted);
+    assert!(records.iter().any(|r| r.verdict == "spoofed"));
+    let incidents = state.incidents("amazon-us", 50).unwrap();
+    let night_sign_in = incidents
+        .iter()
+        .find(|i| i.finding == "suspicious_login")
+        .unwrap();
+    let detail = &night_sign_in.detail;
+    assert!(detail.contains("amazon.com (authenticated)"), "{detail}");
+    assert!(detail.contains("Near: Shenzhen, China"), "{detail}");
+    assert!(
+        incidents.iter().all(|i| i.resolved_at.is_some()),
+        "a mail is a notice: no incident stays open"
+    );
+    assert!(records.iter().any(|r| r.verdict == "look-alike"));
+
+    // Nothing secret anywhere: not the code, not the link, not the mailbox password.
+    let everything = format!(
+        "{log}\n{}\n{:?}",
+        receiver
+            .all()
+            .iter()
+            .map(|m| m.body.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        records
+    );
+    for secret in [CODE, LINK_TOKEN, password.as_str()] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+
+    // The provider resets the app password: the store is told its mail is no longer read.
+    dovecot
+        .reset_password(&password, "a-new-password-set-elsewhere")
+        .await;
+    let d = Daemon::start(&w);
+    eventually(Duration::from_secs(30), "mailbox_rejected", || async {
+        count(&receiver, "mailbox_rejected") == 1
+    })
+    .await;
+    assert!(!d.log().contains(&password));
+    assert!(d.stop().success());
+    drop(dovecot);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_test_lists_folders_and_verdicts_and_changes_nothing() {
+    let password = canary("us-mail", "password");
+    let dovecot = Dovecot::start(&password);
+    let dns = Dns::start().await;
+    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
+    let receiver = Receiver::start().await;
+    let w = world(
+        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
+        &receiver,
+        "1h",
+    )
+    .await;
+    add_mailbox(&w, &dovecot, &dns, &password);
+    dovecot
+        .append(
+            &password,
+            "INBOX",
+            None,
+            &amazon.sign(&sign_in("m1@amazon.com")),
+        )
+        .await;
+    let lookalike = mail(
+        "Amazon Security <security@amaz0n-verify.com>",
+        "Your Amazon account is locked",
+        "p2@amaz0n-verify.com",
+        &format!("Unlock it now: https://amaz0n-verify.com/u?t={LINK_TOKEN}"),
+    );
+    dovecot
+        .append(&password, "Junk", None, lookalike.as_bytes())
+        .await;
+    let run = |args: &'static [&'static str]| {
+        let config = w.config_path.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(crate::util::BIN)
+                .arg("--config")
+                .arg(config)
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(&["mailbox", "test", "us-mail"]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("INBOX (inbox)"), "{text}");
+    assert!(text.contains("Junk (spam)"), "{text}");
+    assert!(text.contains("authenticated  otp_requested"), "{text}");
+    assert!(text.contains("look-alike     phishing_suspected"), "{text}");
+    assert!(text.contains("nothing was changed"), "{text}");
+    for secret in [CODE, LINK_TOKEN, password.as_str()] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    for folder in ["INBOX", "Junk"] {
+        let flags = dovecot.flags(&password, folder).await;
+        assert!(flags.iter().all(|f| f == "Recent"), "{folder}: {flags:?}");
+    }
+    assert!(
+        !w.path().join("state").exists(),
+        "mailbox test writes no state"
+    );
+    // A refused login says what to check, and exits 1.
+    dovecot.reset_password(&password, "changed-elsewhere").await;
+    let out = run(&["mailbox", "test", "us-mail"]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("refused the login"), "{text}");
+    assert!(text.contains("授权码"), "{text}");
+    assert!(!text.contains(&password));
+    let out = run(&["mailbox", "test", "nope"]).await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("mailbox `nope` is not in"), "{err}");
+}
