@@ -130,6 +130,17 @@ fn dictionary(target: &str) -> Vec<&'static [u8]> {
                 b"history_retention = \"90d\"\n",
             ]);
         }
+        "mail_auth" => v.extend_from_slice(&[
+            b"Authentication-Results: ",
+            b"; dkim=pass header.d=",
+            b" header.i=@",
+            b"; dmarc=fail header.from=",
+            b" (comment (nested))",
+            b"\r\n ",
+            b"&V4NXPpCuTvY-",
+            b"&-",
+            b"[Gmail]/Spam",
+        ]),
         "mail" => v.extend_from_slice(&[
             b"\r\n",
             b"From: ",

@@ -26,6 +26,7 @@ pub const TARGETS: &[&str] = &[
     "shopee",
     "tiktok_shop",
     "mail",
+    "mail_auth",
     "webhook",
     "slack",
     "telegram",
@@ -37,7 +38,7 @@ pub const TARGETS: &[&str] = &[
 
 /// Whether the target reads the HTTP framing above.
 pub fn is_http(target: &str) -> bool {
-    !matches!(target, "config" | "vault_entry" | "mail")
+    !matches!(target, "config" | "vault_entry" | "mail" | "mail_auth")
 }
 
 /// Splits an HTTP target's input into status, headers and body.
@@ -99,6 +100,15 @@ pub fn run(target: &str, data: &[u8]) -> bool {
                 std::sync::OnceLock::new();
             let c = CATALOGUE.get_or_init(storeguard::mail::Catalogue::builtin);
             let _ = c.classify(data);
+        }
+        "mail_auth" => {
+            // The provider's Authentication-Results header, and IMAP folder names.
+            let _ = storeguard::mail::auth::top_results(data);
+            let text = String::from_utf8_lossy(data);
+            let r = storeguard::mail::auth::parse_results(&text);
+            assert!(r.dkim_pass.iter().all(|d| !d.contains(';')));
+            let name = storeguard::mail::imap::decode_utf7(&text);
+            let _ = storeguard::mail::imap::pick_folders(&[(name, false)], &[]);
         }
         "config" => {
             let text = String::from_utf8_lossy(data);

@@ -12,6 +12,8 @@
 //! These servers hold fixture secrets only; they are never pointed at a real marketplace.
 
 pub mod amazon;
+pub mod dns;
+pub mod imap;
 pub mod iop;
 pub mod ozon;
 pub mod shopee;

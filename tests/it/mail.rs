@@ -16,6 +16,10 @@ const LINK_TOKEN: &str = "ZkLinkTokenQ7";
 
 /// Adds the mailbox (and the store's login hours) to a world's config and vault.
 fn add_mailbox(w: &World, dovecot: &Dovecot, dns: &Dns, password: &str) {
+    add_mailbox_at(w, dovecot.port, dns, password)
+}
+
+fn add_mailbox_at(w: &World, port: u16, dns: &Dns, password: &str) {
     let cfg = std::fs::read_to_string(&w.config_path).unwrap();
     let cfg = cfg.replacen(
         "id = \"amazon-us\"\n",
@@ -26,7 +30,7 @@ fn add_mailbox(w: &World, dovecot: &Dovecot, dns: &Dns, password: &str) {
         "{cfg}\n[mail]\nresolver = \"{}\"\nbackfill = \"7d\"\npoll = \"1s\"\n\n\
          [[mailbox]]\nname = \"us-mail\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
          username = \"{USER}\"\nstores = [\"amazon-us\"]\n",
-        dns.addr, dovecot.port
+        dns.addr, port
     );
     std::fs::write(&w.config_path, cfg).unwrap();
     let identity = w.identity().unwrap();
@@ -82,7 +86,7 @@ fn sign_in(id: &str) -> String {
 async fn security_mail_alerts_once_per_mail_through_a_real_dovecot() {
     let password = canary("us-mail", "password");
     let dovecot = Dovecot::start(&password);
-    let dns = Dns::start().await;
+    let dns = Dns::start().await.unwrap();
     let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
     // A key nobody published: its signatures cannot verify.
     let forger = DkimKey::new("amazon.com", "forged", None);
@@ -275,7 +279,7 @@ async fn security_mail_alerts_once_per_mail_through_a_real_dovecot() {
 async fn mailbox_test_lists_folders_and_verdicts_and_changes_nothing() {
     let password = canary("us-mail", "password");
     let dovecot = Dovecot::start(&password);
-    let dns = Dns::start().await;
+    let dns = Dns::start().await.unwrap();
     let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
     let receiver = Receiver::start().await;
     let w = world(
@@ -347,4 +351,65 @@ async fn mailbox_test_lists_folders_and_verdicts_and_changes_nothing() {
     let out = run(&["mailbox", "test", "nope"]).await.unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(err.contains("mailbox `nope` is not in"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_163_like_server_gets_id_first_is_polled_on_one_connection_and_never_written() {
+    use storeguard::fake::imap::{ImapFake, ImapOptions};
+    let password = canary("cn-mail", "password");
+    let server = ImapFake::start(ImapOptions {
+        user: USER.into(),
+        password: password.clone(),
+        idle: false,
+        require_id: true,
+    })
+    .await
+    .unwrap();
+    let dns = Dns::start().await.unwrap();
+    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
+    let receiver = Receiver::start().await;
+    let w = world(
+        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
+        &receiver,
+        "1h",
+    )
+    .await;
+    add_mailbox_at(&w, server.addr.port(), &dns, &password);
+    let d = Daemon::start(&w);
+    d.wait_log("mailbox watcher caught up").await;
+    // Into the spam folder, known only by its name (垃圾邮件, no \Junk attribute).
+    server.deliver(
+        "spam",
+        &amazon.sign(&sign_in("cn1@amazon.com")),
+        chrono::Utc::now(),
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the alert from the spam folder",
+        || async { count(&receiver, "suspicious_login") + count(&receiver, "otp_requested") == 1 },
+    )
+    .await;
+    // A few more polls on the same connection.
+    let polls = |s: &ImapFake| s.commands().iter().filter(|c| *c == "EXAMINE").count();
+    let before = polls(&server);
+    eventually(Duration::from_secs(20), "more polls", || async {
+        polls(&server) >= before + 4
+    })
+    .await;
+    assert!(d.stop().success());
+    let commands = server.commands();
+    assert_eq!(server.refused_without_id(), 0, "{commands:?}");
+    let id = commands.iter().position(|c| c == "ID").expect("ID sent");
+    let examine = commands.iter().position(|c| c == "EXAMINE").unwrap();
+    assert!(id < examine, "{commands:?}");
+    assert_eq!(
+        server.logins(),
+        1,
+        "one persistent connection: {commands:?}"
+    );
+    assert_eq!(server.writes(), 0, "{commands:?}");
+    assert!(
+        !commands.iter().any(|c| c == "SELECT" || c == "IDLE"),
+        "{commands:?}"
+    );
 }
