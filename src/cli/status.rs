@@ -283,8 +283,11 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
     let since = crate::duration::parse(&args.since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let state = State::open_read_only(&config.daemon.state_dir)?;
     let from = crate::duration::before(Utc::now(), since).context("--since is too large")?;
-    let rows = state.timeline(&args.store, from, args.limit)?;
+    let mut rows = state.timeline(&args.store, from, args.limit)?;
+    let mail = state.mail_records_since(Some(&args.store), from, args.limit)?;
     if args.json {
+        rows.extend(mail.into_iter().map(crate::state::HistoryEntry::Mail));
+        rows.sort_by_key(|e| std::cmp::Reverse(e.at()));
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -307,24 +310,27 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
     };
     let table: Vec<[String; 6]> = rows
         .iter()
-        .map(|e| match e {
-            crate::state::HistoryEntry::Check(r) => [
-                fmt(r.at),
-                status(r.status),
-                words(&r.findings),
-                format!("{} ms", r.latency_ms),
-                r.egress.clone().unwrap_or_else(|| "-".into()),
-                r.account.clone().unwrap_or_else(|| "-".into()),
-            ],
-            // Older records folded into a run: its span, check count and latency range.
-            crate::state::HistoryEntry::Run(r) => [
-                format!("{} … {} ({} checks)", fmt(r.from), fmt(r.to), r.checks),
-                status(r.status),
-                words(&r.findings),
-                format!("{}-{} ms", r.latency_min_ms, r.latency_max_ms),
-                r.egress.clone().unwrap_or_else(|| "-".into()),
-                r.account.clone().unwrap_or_else(|| "-".into()),
-            ],
+        .filter_map(|e| {
+            Some(match e {
+                crate::state::HistoryEntry::Check(r) => [
+                    fmt(r.at),
+                    status(r.status),
+                    words(&r.findings),
+                    format!("{} ms", r.latency_ms),
+                    r.egress.clone().unwrap_or_else(|| "-".into()),
+                    r.account.clone().unwrap_or_else(|| "-".into()),
+                ],
+                // Older records folded into a run: its span, check count and latency range.
+                crate::state::HistoryEntry::Run(r) => [
+                    format!("{} … {} ({} checks)", fmt(r.from), fmt(r.to), r.checks),
+                    status(r.status),
+                    words(&r.findings),
+                    format!("{}-{} ms", r.latency_min_ms, r.latency_max_ms),
+                    r.egress.clone().unwrap_or_else(|| "-".into()),
+                    r.account.clone().unwrap_or_else(|| "-".into()),
+                ],
+                crate::state::HistoryEntry::Mail(_) => return None,
+            })
         })
         .collect();
     print_table(
@@ -337,6 +343,41 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
         args.store,
         crate::duration::format(since)
     );
+    if !mail.is_empty() {
+        // Security mail from the store's mailbox: what it said, how far it is believed.
+        let table: Vec<[String; 5]> = mail
+            .iter()
+            .map(|m| {
+                let event = crate::i18n::text(lang, &format!("finding.{}", m.event));
+                [
+                    fmt(m.at),
+                    match &m.finding {
+                        Some(f) if f != &m.event => {
+                            format!(
+                                "{event} → {}",
+                                crate::i18n::text(lang, &format!("finding.{f}"))
+                            )
+                        }
+                        _ => event.to_string(),
+                    },
+                    format!("{} ({})", m.domain, m.verdict),
+                    if m.facts.is_empty() {
+                        "-".into()
+                    } else {
+                        m.facts
+                            .iter()
+                            .map(|(k, v)| format!("{k}: {v}"))
+                            .collect::<Vec<_>>()
+                            .join(" · ")
+                    },
+                    if m.alerted { "alerted" } else { "recorded" }.to_string(),
+                ]
+            })
+            .collect();
+        println!();
+        print_table(&["TIME", "SECURITY MAIL", "FROM", "FACTS", "ALERT"], &table);
+        eprintln!("({} security mails for {})", mail.len(), args.store);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -138,14 +138,24 @@ impl State {
         store_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<MailRecord>, StateError> {
+        self.mail_records_since(store_id, DateTime::<Utc>::MIN_UTC, limit)
+    }
+
+    /// Login records that arrived at or after `since`, newest first.
+    pub fn mail_records_since(
+        &self,
+        store_id: Option<&str>,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<MailRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT mail_hash, store_id, at_ms, event, finding, verdict, domain, facts, mailbox,
                     alerted
-             FROM mail_records WHERE (?1 IS NULL OR store_id = ?1)
+             FROM mail_records WHERE (?1 IS NULL OR store_id = ?1) AND at_ms >= ?3
              ORDER BY at_ms DESC, mail_hash LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![store_id, limit as i64], |r| {
+        let rows = stmt.query_map(params![store_id, limit as i64, ms(since)], |r| {
             let facts: String = r.get(7)?;
             Ok(MailRecord {
                 mail_hash: r.get(0)?,

@@ -137,6 +137,8 @@ pub struct RunRow {
 pub enum HistoryEntry {
     Check(CheckRow),
     Run(RunRow),
+    /// A security mail from the store's mailbox.
+    Mail(MailRecord),
 }
 
 impl HistoryEntry {
@@ -145,6 +147,7 @@ impl HistoryEntry {
         match self {
             HistoryEntry::Check(c) => c.at,
             HistoryEntry::Run(r) => r.to,
+            HistoryEntry::Mail(m) => m.at,
         }
     }
 }

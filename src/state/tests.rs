@@ -363,6 +363,7 @@ fn compaction_folds_old_checks_into_daily_runs() {
         .map(|e| match e {
             HistoryEntry::Check(_) => 1,
             HistoryEntry::Run(r) => r.checks,
+            HistoryEntry::Mail(_) => 0,
         })
         .sum();
     assert_eq!(covered, 10 * 144);

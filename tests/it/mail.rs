@@ -196,6 +196,13 @@ async fn security_mail_alerts_once_per_mail_through_a_real_dovecot() {
         assert!(flags.iter().all(|f| f == "Recent"), "{folder}: {flags:?}");
     }
 
+    // The status page shows the login records from mail.
+    let (code, page) = d.get("/stores/amazon-us").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(page.contains("<h2>Security mail</h2>"), "{page}");
+    assert!(page.contains("amaz0n-verify.com (look-alike)"), "{page}");
+    assert!(page.contains("amazon.com (spoofed)"), "{page}");
+
     // A restart reads on from where it was: nothing is alerted twice, new mail still is.
     assert!(d.stop().success());
     let before = receiver.all().len();
@@ -246,9 +253,28 @@ async fn security_mail_alerts_once_per_mail_through_a_real_dovecot() {
     );
     assert!(records.iter().any(|r| r.verdict == "look-alike"));
 
+    // `storeguard history` lists them after the checks.
+    let history = std::process::Command::new(crate::util::BIN)
+        .arg("--config")
+        .arg(&w.config_path)
+        .args(["history", "amazon-us", "--since", "7d"])
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&history.stdout).to_string();
+    assert!(history.contains("SECURITY MAIL"), "{history}");
+    assert!(
+        history.contains("sign-in code requested → sign-in outside login hours"),
+        "{history}"
+    );
+    assert!(history.contains("amazon.com (authenticated)"), "{history}");
+    assert!(
+        history.contains("recorded"),
+        "the back-filled mail: {history}"
+    );
+
     // Nothing secret anywhere: not the code, not the link, not the mailbox password.
     let everything = format!(
-        "{log}\n{}\n{:?}",
+        "{log}\n{page}\n{history}\n{}\n{:?}",
         receiver
             .all()
             .iter()

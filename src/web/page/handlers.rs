@@ -138,6 +138,14 @@ pub(super) fn store_page(
             history_ok = false;
             Vec::new()
         });
+    let mail = shared
+        .state
+        .mail_records_since(Some(&store.id), since, HISTORY_ROWS)
+        .unwrap_or_else(|e| {
+            tracing::warn!(store = %store.id, "status page: cannot read the security mail: {e}");
+            history_ok = false;
+            Vec::new()
+        });
     store.recent = history.iter().take(STRIP_LEN).cloned().collect();
     let body = render_store(&Detail {
         ctx,
@@ -145,6 +153,7 @@ pub(super) fn store_page(
         facts: facts.as_ref(),
         incidents: &incidents,
         history: &history,
+        mail: &mail,
         lang_param: query.lang,
         history_ok,
     });

@@ -293,6 +293,8 @@ pub struct Detail<'a> {
     pub incidents: &'a [IncidentRow],
     /// Newest first.
     pub history: &'a [CheckRow],
+    /// Security mail of the store, newest first.
+    pub mail: &'a [crate::state::MailRecord],
     pub lang_param: Option<Language>,
     pub history_ok: bool,
 }

@@ -326,6 +326,7 @@ pub fn render_store(p: &Detail<'_>) -> String {
     findings_section(&mut out, ctx, s);
     facts_section(&mut out, ctx, s, p.facts);
     incidents_section(&mut out, ctx, p.incidents);
+    mail_section(&mut out, ctx, p);
     history_section(&mut out, ctx, p);
     out.push(&footer(ctx, true));
     out.into_string()
@@ -542,6 +543,53 @@ fn incidents_section(out: &mut Html, ctx: &Ctx, incidents: &[IncidentRow]) {
             when(ctx, i.opened_at, false),
             resolved,
             mask_tax_ids(&i.detail)
+        );
+    }
+    out.raw_str("</tbody></table>\n");
+}
+
+/// Security mail from the store's mailbox, as login records.
+fn mail_section(out: &mut Html, ctx: &Ctx, p: &Detail<'_>) {
+    if p.mail.is_empty() {
+        return;
+    }
+    let lang = ctx.lang;
+    html!(out, "<h2>{}</h2>\n", t(lang, "page.store.mail"));
+    out.raw_str("<table class=\"history mail\"><thead><tr>");
+    for key in [
+        "page.history.time",
+        "page.mail.event",
+        "page.mail.from",
+        "page.mail.facts",
+    ] {
+        html!(out, "<th>{}</th>", t(lang, key));
+    }
+    out.raw_str("</tr></thead><tbody>\n");
+    for m in p.mail {
+        let mut event = finding_words(lang, &m.event);
+        if let Some(f) = m.finding.as_deref().filter(|f| *f != m.event) {
+            event.raw_str(" → ");
+            event.push(&finding_words(lang, f));
+        }
+        let facts = if m.facts.is_empty() {
+            dash()
+        } else {
+            let joined: Vec<String> = m.facts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            Html::text(&joined.join(" · "))
+        };
+        html!(
+            out,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{} ({})</td><td class=\"detail\">{}</td></tr>\n",
+            if m.verdict == "authenticated" {
+                "mail-ok"
+            } else {
+                "mail-doubt"
+            },
+            full_time(m.at, ctx.tz),
+            event,
+            m.domain,
+            m.verdict,
+            facts
         );
     }
     out.raw_str("</tbody></table>\n");

@@ -383,12 +383,25 @@ fn detail(lang: Language, with_accounts: bool) -> String {
             r.account = None;
         }
     }
+    let mail = [crate::state::MailRecord {
+        mail_hash: "h".into(),
+        store_id: s.id.clone(),
+        at: now() - chrono::Duration::hours(3),
+        event: "phishing_suspected".into(),
+        finding: Some("phishing_suspected".into()),
+        verdict: "look-alike".into(),
+        domain: "amaz0n-verify.com<b>".into(),
+        facts: vec![("Near".into(), "Shenzhen <i>".into())],
+        mailbox: "us-mail".into(),
+        alerted: true,
+    }];
     render_store(&Detail {
         ctx: ctx(lang),
         store: &s,
         facts: Some(&facts),
         incidents: &incidents,
         history: &history,
+        mail: &mail,
         lang_param: None,
         history_ok: true,
     })
@@ -397,6 +410,13 @@ fn detail(lang: Language, with_accounts: bool) -> String {
 #[test]
 fn store_page_shows_incidents_history_and_facts() {
     let page = detail(Language::En, true);
+    assert!(page.contains("<h2>Security mail</h2>"), "{page}");
+    assert!(page.contains("phishing mail suspected"), "{page}");
+    assert!(
+        page.contains("amaz0n-verify.com&lt;b&gt; (look-alike)"),
+        "{page}"
+    );
+    assert!(page.contains("Near: Shenzhen &lt;i&gt;"), "{page}");
     assert!(page.contains(
         "<h1 id=\"store-ozon-broken\" data-status=\"CRITICAL\">&lt;b&gt;Shop &amp; Co&lt;/b&gt;"
     ));
@@ -517,6 +537,7 @@ fn an_amazon_store_shows_when_to_re_authorise_and_whether_that_is_inferred() {
             facts: Some(&facts),
             incidents: &[],
             history: &[],
+            mail: &[],
             lang_param: None,
             history_ok: true,
         })
@@ -538,6 +559,7 @@ fn an_amazon_store_shows_when_to_re_authorise_and_whether_that_is_inferred() {
         facts: Some(&facts),
         incidents: &[],
         history: &[],
+        mail: &[],
         lang_param: None,
         history_ok: true,
     });
