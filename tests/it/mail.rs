@@ -439,3 +439,110 @@ async fn a_163_like_server_gets_id_first_is_polled_on_one_connection_and_never_w
         "{commands:?}"
     );
 }
+
+/// SIGKILLs the daemon at seeded random points while it reads, judges, records and delivers
+/// 120 security mails: every mail is alerted, and alerted once (a redelivery carries the same
+/// event id). Kills that fell between a fetch and its commit are counted: the storm must hit
+/// that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_fetch_and_commit_every_mail_is_alerted_exactly_once() {
+    use storeguard::fake::imap::{ImapFake, ImapOptions};
+    const MAILS: usize = 120;
+    const KILLS: usize = 110;
+    let password = canary("kill-mail", "password");
+    let server = ImapFake::start(ImapOptions {
+        user: USER.into(),
+        password: password.clone(),
+        idle: true,
+        require_id: false,
+    })
+    .await
+    .unwrap();
+    let dns = Dns::start().await.unwrap();
+    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
+    let receiver = Receiver::start().await;
+    let w = world(
+        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
+        &receiver,
+        "1h",
+    )
+    .await;
+    add_mailbox_at(&w, server.addr.port(), &dns, &password);
+    // The first run only sets the cursors (an empty mailbox has no history to back-fill).
+    let d = Daemon::start(&w);
+    d.wait_log("mailbox watcher caught up").await;
+    assert!(d.stop().success());
+    let subjects = [
+        "Amazon Sign-in attempt",
+        "Revision to Your Amazon.com Account",
+    ];
+    for i in 0..MAILS {
+        let body = if i % 2 == 0 {
+            "Someone who knows your password is attempting to sign-in.".to_string()
+        } else {
+            "You successfully changed your password.".to_string()
+        };
+        let m = mail(
+            "Amazon <account-update@amazon.com>",
+            subjects[i % 2],
+            &format!("storm-{i}@amazon.com"),
+            &body,
+        );
+        server.deliver(
+            if i % 3 == 0 { "spam" } else { "INBOX" },
+            &amazon.sign(&m),
+            chrono::Utc::now(),
+        );
+    }
+    let state_dir = w.path().join("state");
+    let cursor = || {
+        let s = storeguard::state::State::open_read_only(&state_dir).unwrap();
+        let a = s
+            .mail_cursor("us-mail", "INBOX")
+            .unwrap()
+            .map_or(0, |c| c.last_uid);
+        let b = s
+            .mail_cursor("us-mail", "&V4NXPpCuTvY-")
+            .unwrap()
+            .map_or(0, |c| c.last_uid);
+        a + b
+    };
+    let fetches = |s: &ImapFake| s.commands().iter().filter(|c| *c == "UID FETCH").count();
+    let mut rng = crate::util::Rng::new(0x6d61_696c_0001);
+    let mut mid_batch = 0;
+    for _ in 0..KILLS {
+        let (read_before, fetched_before) = (cursor(), fetches(&server));
+        let d = Daemon::start(&w);
+        tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+        d.kill9();
+        if fetches(&server) > fetched_before && cursor() == read_before {
+            mid_batch += 1;
+        }
+    }
+    let d = Daemon::start(&w);
+    eventually(Duration::from_secs(60), "every mail alerted", || async {
+        count(&receiver, "password_changed") + count(&receiver, "otp_requested") == MAILS
+    })
+    .await;
+    assert!(d.stop().success());
+    let all = findings(&receiver);
+    let mut keys: Vec<&String> = all.iter().map(|(_, k)| k).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), MAILS, "one event id per mail");
+    let records = storeguard::state::State::open_read_only(&state_dir)
+        .unwrap()
+        .mail_records(Some("amazon-us"), 1000)
+        .unwrap();
+    assert_eq!(records.len(), MAILS);
+    assert!(records.iter().all(|r| r.alerted));
+    eprintln!(
+        "mail kill storm: {KILLS} SIGKILLs, {mid_batch} between a fetch and its commit; \
+         {} deliveries for {MAILS} mails",
+        all.len()
+    );
+    assert!(
+        mid_batch >= 5,
+        "the storm must hit the fetch-to-commit window: {mid_batch}"
+    );
+}
