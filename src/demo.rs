@@ -73,6 +73,9 @@ pub fn account_of(index: usize, m: Marketplace) -> String {
     }
 }
 
+/// The mailbox account of [`World::add_mailbox`].
+pub const MAIL_USER: &str = "seller@example.test";
+
 /// A unique fixture secret.
 pub fn canary(store: &str, field: &str) -> String {
     format!("CANARY-{store}-{field}-7c1e")
@@ -229,6 +232,38 @@ impl World {
             tiktok,
             stores,
         })
+    }
+
+    /// Adds a mailbox on `port` (an IMAP server on loopback, no TLS) serving `store`, whose
+    /// login hours become `hours`; DKIM keys are looked up at `resolver`. The password is a
+    /// fixture secret in the vault entry `mailbox/NAME`.
+    pub fn add_mailbox(
+        &self,
+        name: &str,
+        port: u16,
+        resolver: std::net::SocketAddr,
+        store: &str,
+        hours: &str,
+    ) -> anyhow::Result<()> {
+        let cfg = std::fs::read_to_string(&self.config_path)?;
+        let marker = format!("id = \"{store}\"\n");
+        anyhow::ensure!(cfg.contains(&marker), "no store {store} in the world");
+        let mut cfg = cfg.replacen(&marker, &format!("{marker}login_hours = \"{hours}\"\n"), 1);
+        let _ = write!(
+            cfg,
+            "\n[mail]\nresolver = \"{resolver}\"\npoll = \"1s\"\n\n[[mailbox]]\nname = \"{name}\"\n\
+             host = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nusername = \"{MAIL_USER}\"\n\
+             stores = [\"{store}\"]\n"
+        );
+        std::fs::write(&self.config_path, cfg)?;
+        let identity = self.identity()?;
+        let vault = Vault::open(&self.dir.path().join("vault"))?;
+        let mut doc = Document::parse(
+            &format!("password = \"{}\"\n", canary(name, "password")),
+            Schema::Mailbox { xoauth2: false },
+        )?;
+        vault.write(&EntryId::mailbox(name), &mut doc, None, Some(&identity))?;
+        Ok(())
     }
 
     /// Writes a channel's vault entry.

@@ -224,6 +224,29 @@ impl FindingKind {
         }
     }
 
+    /// Whether the finding comes from the store's mailbox, not from a check.
+    pub fn is_mail(self) -> bool {
+        use FindingKind::*;
+        matches!(
+            self,
+            OtpRequested
+                | NewSignIn
+                | LoginApprovalRequested
+                | PasswordResetRequested
+                | PasswordChanged
+                | TwoFactorChanged
+                | ContactChanged
+                | AccountLocked
+                | AccountSuspended
+                | AccountAtRisk
+                | ApiKeyChanged
+                | AuthorizationExpiring
+                | PhishingSuspected
+                | SuspiciousLogin
+                | MailboxRejected
+        )
+    }
+
     /// UNKNOWN findings that can pass by themselves (a network fault, a throttle, a garbled
     /// answer) wait for `failure_threshold` checks in a row before opening. A vault entry
     /// that cannot be read stays so until someone fixes it: it opens at once.

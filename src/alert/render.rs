@@ -277,7 +277,12 @@ pub fn render(event: &AlertEvent, lang: Language, tz: chrono_tz::Tz) -> Message 
     let detail = clean(&event.detail, 300);
     if !detail.is_empty() && event.event != EventKind::Resolved {
         blocks.push(Block::Field {
-            label: t("alert.label.detail").into(),
+            label: t(if event.finding.is_mail() {
+                "alert.label.mail"
+            } else {
+                "alert.label.detail"
+            })
+            .into(),
             value: vec![Span::Text(detail)],
         });
     }

@@ -9,9 +9,12 @@ use crate::clock::BoxFuture;
 use crate::config::Config;
 use crate::daemon::RealParts;
 use crate::daemon::{self, Checker, Parts, Sender, Shared};
+use crate::demo::{MAIL_USER, canary};
 use crate::demo::{World, WorldConfig, demo_stores};
 use crate::event::{AlertEvent, EventKind};
 use crate::fake::Scenario;
+use crate::fake::dns::{DkimKey, Dns};
+use crate::fake::imap::{ImapFake, ImapOptions};
 use crate::model::Language;
 use crate::vault::Vault;
 use chrono::{DateTime, Utc};
@@ -78,6 +81,38 @@ impl Parts for DemoParts {
         let (probe, _) = self.real.build(config)?;
         Ok((probe, self.printer.clone()))
     }
+
+    fn mail(&self, config: &Config) -> Vec<daemon::mail::MailLogin> {
+        self.real.mail(config)
+    }
+}
+
+/// The security mail of act 4: a real Amazon sign-in attempt (DKIM-signed by the demo's
+/// amazon.com key) and a look-alike.
+fn act4_mail(key: &DkimKey) -> (Vec<u8>, Vec<u8>) {
+    let sign_in = crate::fake::dns::mail(
+        MAIL_USER,
+        "Amazon <account-update@amazon.com>",
+        "Amazon Sign-in attempt",
+        "demo-1@amazon.com",
+        &format!(
+            "Someone who knows your password is attempting to sign-in to your account.\n\
+             When: 03:12 CST\nDevice: Firefox on Linux\nNear: Almaty, Kazakhstan\n\n\
+             Your one-time code is 482913. Not you? https://www.amazon.com/ap/cvf?t={}\n",
+            canary("amazon-us", "mail-link")
+        ),
+    );
+    let phishing = crate::fake::dns::mail(
+        MAIL_USER,
+        "Amazon Seller Support <support@amaz0n-seller-verify.com>",
+        "Your Amazon seller account is suspended",
+        "demo-2@amaz0n-seller-verify.com",
+        &format!(
+            "Verify your identity within 24 hours: https://amaz0n-seller-verify.com/v?t={}\n",
+            canary("amazon-us", "phishing-link")
+        ),
+    );
+    (key.sign(&sign_in), phishing.into_bytes())
 }
 
 fn table(shared: &Shared, lang: Language) {
@@ -122,12 +157,24 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        println!("storeguard demo — fake Ozon, Amazon, Alibaba.com and AliExpress on loopback; nothing leaves this machine.\n");
+        println!("storeguard demo — fake marketplaces, a fake mailbox and DNS on loopback; nothing leaves this machine.\n");
         let wc = WorldConfig {
             language: if lang == Language::ZhCn { "zh-CN" } else { "en" },
             ..WorldConfig::default()
         };
         let world = World::build(demo_stores(), wc).await?;
+        // amazon-us's mailbox: an IMAP server in this process, and DNS that publishes the demo's
+        // amazon.com DKIM key.
+        let dns = Dns::start().await?;
+        let amazon_key = DkimKey::new("amazon.com", "demo", Some(&dns));
+        let imap = ImapFake::start(ImapOptions {
+            user: MAIL_USER.into(),
+            password: canary("us-mail", "password"),
+            idle: true,
+            require_id: false,
+        })
+        .await?;
+        world.add_mailbox("us-mail", imap.addr.port(), dns.addr, "amazon-us", "08:00-22:00 Asia/Shanghai")?;
         let config = Arc::new(Config::load(&world.config_path).map_err(|e| anyhow::anyhow!("{e}"))?);
         println!(
             "A throwaway config and age vault with {} stores: {}",
@@ -184,6 +231,30 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         tokio::time::sleep(pace).await;
         table(&shared, lang);
+
+        println!("\n── Act 4: amazon-us's mailbox receives an Amazon sign-in attempt at 03:12 Shanghai time, outside the store's login hours (08:00-22:00), and a fake \"amaz0n\" mail.\n");
+        let (sign_in, phishing) = act4_mail(&amazon_key);
+        // The last 19:12 UTC that has passed: 03:12 in Shanghai.
+        let now = chrono::Utc::now();
+        let night = now
+            .date_naive()
+            .and_hms_opt(19, 12, 0)
+            .map(|t| t.and_utc())
+            .map(|t| if t > now { t - chrono::Duration::days(1) } else { t })
+            .unwrap_or(now);
+        imap.deliver("INBOX", &sign_in, night);
+        imap.deliver("spam", &phishing, chrono::Utc::now());
+        tokio::time::sleep(pace).await;
+        for m in shared.state.mail_records(None, 10)? {
+            println!(
+                "   mail record: {} {}  {} ({})  → {}",
+                m.store_id,
+                m.at.with_timezone(&config.daemon.timezone).format("%Y-%m-%d %H:%M"),
+                m.domain,
+                m.verdict,
+                m.finding.as_deref().unwrap_or("recorded"),
+            );
+        }
 
         daemon.shutdown().await?;
         println!(

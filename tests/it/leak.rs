@@ -61,6 +61,22 @@ fn the_demo_prints_no_secret() {
         text.contains("alert →"),
         "the demo printed no alert: {text}"
     );
+    // Act 4: the mailbox's two mails, each alerted once, neither with its link or code.
+    assert_eq!(
+        text.matches("Amazon: sign-in outside login hours").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("Amazon: phishing mail suspected").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("amazon.com (authenticated)"), "{text}");
+    assert!(
+        !text.contains("482913"),
+        "the sign-in code was printed: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
