@@ -3,7 +3,6 @@
 //! changes nothing: the mailbox is only EXAMINEd, and the state file is not touched.
 
 use super::{load_config, load_identity, open_vault};
-use crate::mail::Catalogue;
 use crate::mail::auth::Verifier;
 use crate::mail::imap::{ImapError, Role, Secret, Session};
 use anyhow::{Context, anyhow};
@@ -61,7 +60,7 @@ fn test(config_path: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let verifier = Verifier::new(config.mail.resolver).map_err(anyhow::Error::msg)?;
-        let catalogue = Catalogue::builtin();
+        let catalogue = config.mail.catalogue();
         let mut session = match Session::open(mailbox, &secret).await {
             Ok(s) => s,
             Err(ImapError::Rejected(why)) => {

@@ -44,10 +44,36 @@ impl MailSettings {
             "poll",
             Duration::from_secs(1),
         );
+        let catalogue = m.catalogue.as_ref().and_then(|f| {
+            let path = relative_to(c.src.path, f.get_ref());
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    c.at(
+                        f.span(),
+                        format!("cannot read the mail catalogue {}: {e}", path.display()),
+                        "fix the path (relative paths start at this file's directory), or leave `catalogue` out to use the built-in one",
+                    );
+                    return None;
+                }
+            };
+            match crate::mail::Catalogue::with_user(&text) {
+                Ok(_) => Some((path, text)),
+                Err(e) => {
+                    c.at(
+                        f.span(),
+                        format!("the mail catalogue {} is not valid: {e}", path.display()),
+                        "see README, Security mail, for its [[marketplace]] and [[rule]] tables",
+                    );
+                    None
+                }
+            }
+        });
         MailSettings {
             resolver,
             backfill,
             poll,
+            catalogue,
         }
     }
 }

@@ -142,6 +142,21 @@ pub struct MailSettings {
     /// How often folders are read when the server has no IDLE (Mail.ru, 163), and the spam
     /// and extra folders when it has: IDLE watches only INBOX.
     pub poll: Duration,
+    /// A user file of extra senders and rules (`[mail] catalogue`), checked at load: its path
+    /// and text.
+    pub catalogue: Option<(PathBuf, String)>,
+}
+
+impl MailSettings {
+    /// The catalogue mail is classified by: the built-in one with the user's file, if any.
+    pub fn catalogue(&self) -> crate::mail::Catalogue {
+        match &self.catalogue {
+            // Checked when the config was loaded.
+            Some((_, text)) => crate::mail::Catalogue::with_user(text)
+                .unwrap_or_else(|_| crate::mail::Catalogue::builtin()),
+            None => crate::mail::Catalogue::builtin(),
+        }
+    }
 }
 
 /// How a mailbox connection is secured.

@@ -29,6 +29,7 @@ pub(super) struct RawMail {
     pub(super) resolver: Option<Spanned<String>>,
     pub(super) backfill: Option<Spanned<String>>,
     pub(super) poll: Option<Spanned<String>>,
+    pub(super) catalogue: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

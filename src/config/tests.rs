@@ -275,3 +275,38 @@ fn login_hours_are_a_range_in_a_timezone() {
         assert!(p.message.contains(says), "{bad}: {}", p.message);
     }
 }
+
+#[test]
+fn a_user_mail_catalogue_is_read_and_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("storeguard.toml");
+    let load_with = |rules: &str| {
+        std::fs::write(dir.path().join("rules.toml"), rules).unwrap();
+        Config::from_toml(&cfg, "[mail]\ncatalogue = \"rules.toml\"\n")
+    };
+    let ok = load_with(
+        "[[marketplace]]\nid = \"ozon\"\ndomains = [\"ozon-seller.example\"]\n\n\
+         [[rule]]\nmarketplace = \"ozon\"\nevent = \"new_sign_in\"\nsubject = [\"Новый вход\"]\n",
+    )
+    .unwrap();
+    let (path, _) = ok.mail.catalogue.clone().unwrap();
+    assert_eq!(path, dir.path().join("rules.toml"));
+    let raw =
+        "From: Ozon <noreply@ozon-seller.example>\r\nSubject: Новый вход в аккаунт\r\n\r\nbody"
+            .as_bytes();
+    let c = ok.mail.catalogue().classify(raw).unwrap();
+    assert_eq!(c.event, Some(crate::mail::MailEvent::NewSignIn));
+    let bad = load_with("[[rule]]\nmarketplace = \"ozon\"\nevent = \"new_sign_in\"\n").unwrap_err();
+    assert!(
+        bad.problems[0].message.contains("would match every mail"),
+        "{}",
+        bad.problems[0].message
+    );
+    std::fs::remove_file(dir.path().join("rules.toml")).unwrap();
+    let missing = Config::from_toml(&cfg, "[mail]\ncatalogue = \"rules.toml\"\n").unwrap_err();
+    assert!(
+        missing.problems[0]
+            .message
+            .contains("cannot read the mail catalogue")
+    );
+}

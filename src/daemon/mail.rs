@@ -3,7 +3,7 @@
 //! DKIM signature, and records every marketplace security mail as a login record of the stores
 //! the mailbox serves, with one alert per mail in the same transaction as the folder's cursor.
 
-use super::Shared;
+use super::{Parts, Shared};
 use crate::config::{Config, Mailbox, Store};
 use crate::event::{AlertEvent, EventKind, Subject};
 use crate::mail::auth::{Verdict, Verifier};
@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// One mailbox and the secret it logs in with.
 pub struct MailLogin {
@@ -33,6 +34,48 @@ pub struct MailCx {
 
 /// Longest pause between two connection attempts.
 const MAX_RETRY: Duration = Duration::from_secs(15 * 60);
+
+/// Runs the watchers of the live config's mailboxes until `cancel`, and starts them again
+/// after every reload (mailboxes added or removed, a password changed in the vault).
+pub async fn supervise(shared: Arc<Shared>, parts: Arc<dyn Parts>, cancel: CancellationToken) {
+    loop {
+        let config = shared.live().config.clone();
+        let logins = parts.mail(&config);
+        let round = cancel.child_token();
+        let tasks = TaskTracker::new();
+        if !logins.is_empty() {
+            match Verifier::new(config.mail.resolver) {
+                Ok(verifier) => {
+                    let cx = Arc::new(MailCx {
+                        catalogue: config.mail.catalogue(),
+                        verifier,
+                    });
+                    for login in logins {
+                        tasks.spawn(watch_mailbox(
+                            shared.clone(),
+                            cx.clone(),
+                            login,
+                            round.clone(),
+                        ));
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "no mailbox is watched"),
+            }
+        }
+        tasks.close();
+        tokio::select! {
+            _ = shared.mail_restart.notified() => {
+                round.cancel();
+                tasks.wait().await;
+                tracing::info!("mailbox watchers restarted after the reload");
+            }
+            _ = cancel.cancelled() => {
+                tasks.wait().await;
+                return;
+            }
+        }
+    }
+}
 
 /// Runs one mailbox's watcher until `cancel`.
 pub async fn watch_mailbox(

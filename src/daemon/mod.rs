@@ -215,6 +215,8 @@ pub struct Shared {
     check_now: mpsc::UnboundedSender<String>,
     outbox_kick: Notify,
     replan: Notify,
+    /// A reload took effect: the mailbox watchers start again with its mailboxes and secrets.
+    mail_restart: Notify,
     in_flight: Mutex<HashSet<String>>,
     /// Unix ms of the scheduler's last loop, for the watchdog and /healthz.
     pub heartbeat: AtomicI64,
@@ -418,6 +420,7 @@ pub async fn run(
         check_now: check_tx,
         outbox_kick: Notify::new(),
         replan: Notify::new(),
+        mail_restart: Notify::new(),
         in_flight: Mutex::new(HashSet::new()),
         heartbeat: AtomicI64::new(clock.now().timestamp_millis()),
         tasks: TaskTracker::new(),
@@ -431,22 +434,11 @@ pub async fn run(
     let listening = listener
         .local_addr()
         .map_or_else(|_| config.daemon.listen.to_string(), |a| a.to_string());
-    let mail_logins = parts.mail(&config);
-    if !mail_logins.is_empty() {
-        let cx = Arc::new(mail::MailCx {
-            catalogue: crate::mail::Catalogue::builtin(),
-            verifier: crate::mail::auth::Verifier::new(config.mail.resolver)
-                .map_err(anyhow::Error::msg)?,
-        });
-        for login in mail_logins {
-            tracker.spawn(mail::watch_mailbox(
-                shared.clone(),
-                cx.clone(),
-                login,
-                cancel.clone(),
-            ));
-        }
-    }
+    tracker.spawn(mail::supervise(
+        shared.clone(),
+        parts.clone(),
+        cancel.clone(),
+    ));
     tracker.spawn(crate::web::serve(listener, shared.clone(), cancel.clone()));
     tracker.spawn(deliver_loop(shared.clone(), cancel.clone()));
     tracker.spawn(reload_loop(shared.clone(), parts, reload, cancel.clone()));

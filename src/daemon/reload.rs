@@ -30,6 +30,7 @@ pub(super) async fn reload_loop(
                     Arc::new(Live::new(config.clone(), probe, sender));
                 shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 shared.replan.notify_one();
+                shared.mail_restart.notify_one();
                 tracing::info!(stores = config.stores.len(), "configuration reloaded");
                 reload_incident(&shared, None, shared.clock.now());
             }

@@ -546,3 +546,41 @@ async fn killed_between_fetch_and_commit_every_mail_is_alerted_exactly_once() {
         "the storm must hit the fetch-to-commit window: {mid_batch}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_added_by_a_reload_is_watched() {
+    use storeguard::fake::imap::{ImapFake, ImapOptions};
+    let password = canary("reload-mail", "password");
+    let server = ImapFake::start(ImapOptions {
+        user: USER.into(),
+        password: password.clone(),
+        idle: true,
+        require_id: false,
+    })
+    .await
+    .unwrap();
+    let dns = Dns::start().await.unwrap();
+    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
+    let receiver = Receiver::start().await;
+    let w = world(
+        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
+        &receiver,
+        "1h",
+    )
+    .await;
+    let d = Daemon::start(&w);
+    add_mailbox_at(&w, server.addr.port(), &dns, &password);
+    d.reload();
+    d.wait_log("mailbox watcher caught up").await;
+    assert_eq!(server.logins(), 1);
+    server.deliver(
+        "INBOX",
+        &amazon.sign(&sign_in("r1@amazon.com")),
+        chrono::Utc::now(),
+    );
+    eventually(Duration::from_secs(20), "the alert", || async {
+        count(&receiver, "suspicious_login") + count(&receiver, "otp_requested") == 1
+    })
+    .await;
+    assert!(d.stop().success());
+}
