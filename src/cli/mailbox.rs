@@ -47,7 +47,7 @@ fn test(config_path: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
     let vault = open_vault(&config)?;
-    let identity = load_identity(&config)?;
+    let identity = std::sync::Arc::new(load_identity(&config)?);
     let secret = Secret::load(mailbox, &vault, &identity).map_err(|e| {
         anyhow!(
             "{e}\n  help: write it with `storeguard vault put mailbox/{}`",

@@ -40,7 +40,21 @@ struct Journal {
     writes: u64,
 }
 
+/// The OAuth 2 side of a Gmail- or Outlook-like provider.
+#[derive(Default)]
+struct OAuth {
+    client_id: String,
+    client_secret: String,
+    /// The one refresh token honoured now.
+    refresh: String,
+    /// Whether each refresh answers with a new refresh token (and kills the old one).
+    rotate: bool,
+    issued: u64,
+    access: std::collections::HashSet<String>,
+}
+
 struct Inner {
+    oauth: Mutex<OAuth>,
     options: Mutex<ImapOptions>,
     folders: Mutex<Vec<Folder>>,
     journal: Mutex<Journal>,
@@ -69,6 +83,7 @@ impl ImapFake {
             next_uid: 1,
         };
         let inner = Arc::new(Inner {
+            oauth: Mutex::default(),
             options: Mutex::new(options),
             folders: Mutex::new(vec![folder("INBOX"), folder("&V4NXPpCuTvY-")]),
             journal: Mutex::default(),
@@ -111,6 +126,47 @@ impl ImapFake {
         self.inner.arrived.notify_waiters();
     }
 
+    /// Serves a token endpoint on 127.0.0.1 for XOAUTH2 logins: `grant_type=refresh_token`
+    /// with these client credentials and `refresh` gives an access token this server accepts,
+    /// and, when `rotate`, a new refresh token (the old one is then refused). Returns its URL.
+    pub async fn start_token_endpoint(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        refresh: &str,
+        rotate: bool,
+    ) -> std::io::Result<String> {
+        *self.inner.oauth.lock().unwrap_or_else(|e| e.into_inner()) = OAuth {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            refresh: refresh.into(),
+            rotate,
+            ..OAuth::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let router = axum::Router::new()
+            .route("/token", axum::routing::post(token))
+            .with_state(self.inner.clone());
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await;
+        });
+        Ok(format!("http://{addr}/token"))
+    }
+
+    /// The refresh token the provider honours now.
+    pub fn refresh_token(&self) -> String {
+        self.inner
+            .oauth
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .refresh
+            .clone()
+    }
+
     /// Logins accepted so far.
     pub fn logins(&self) -> u64 {
         self.journal().logins
@@ -140,6 +196,45 @@ impl Drop for ImapFake {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
+}
+
+async fn token(
+    axum::extract::State(inner): axum::extract::State<Arc<Inner>>,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let mut o = inner.oauth.lock().unwrap_or_else(|e| e.into_inner());
+    let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    if get("grant_type") != "refresh_token"
+        || get("client_id") != o.client_id
+        || get("client_secret") != o.client_secret
+    {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({"error": "invalid_client"})),
+        );
+    }
+    if get("refresh_token") != o.refresh {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(
+                serde_json::json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
+            ),
+        );
+    }
+    o.issued += 1;
+    let access = format!("ya29.fake-access-{}", o.issued);
+    o.access.insert(access.clone());
+    let mut answer =
+        serde_json::json!({"access_token": access, "expires_in": 3599, "token_type": "Bearer"});
+    if o.rotate {
+        o.refresh = format!(
+            "{}-r{}",
+            get("refresh_token").split("-r").next().unwrap_or("rt"),
+            o.issued
+        );
+        answer["refresh_token"] = serde_json::Value::String(o.refresh.clone());
+    }
+    (axum::http::StatusCode::OK, axum::Json(answer))
 }
 
 /// Splits a command line into its words, keeping quoted strings (quotes removed) together.
@@ -185,7 +280,7 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> std::io::Result<()> {
     let mut lines = BufReader::new(read).lines();
     let caps = |o: &ImapOptions| {
         format!(
-            "IMAP4rev1 ID{} UIDPLUS AUTH=PLAIN",
+            "IMAP4rev1 ID{} UIDPLUS AUTH=PLAIN AUTH=XOAUTH2",
             if o.idle { " IDLE" } else { "" }
         )
     };
@@ -241,6 +336,44 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> std::io::Result<()> {
                 } else {
                     out.push_str(&format!(
                         "{tag} NO [AUTHENTICATIONFAILED] Invalid credentials\r\n"
+                    ));
+                }
+            }
+            "AUTHENTICATE" if sub == "XOAUTH2" => {
+                write.write_all(b"+ \r\n").await?;
+                let Some(answer) = lines.next_line().await? else {
+                    return Ok(());
+                };
+                use base64::Engine;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(answer.trim())
+                    .unwrap_or_default();
+                let text = String::from_utf8_lossy(&decoded).to_string();
+                let user = text
+                    .split('\x01')
+                    .find_map(|p| p.strip_prefix("user="))
+                    .unwrap_or("");
+                let bearer = text
+                    .split('\x01')
+                    .find_map(|p| p.strip_prefix("auth=Bearer "))
+                    .unwrap_or("");
+                let known = inner
+                    .oauth
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .access
+                    .contains(bearer);
+                if known && user == options.user {
+                    logged_in = true;
+                    inner
+                        .journal
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .logins += 1;
+                    out.push_str(&format!("{tag} OK Success\r\n"));
+                } else {
+                    out.push_str(&format!(
+                        "{tag} NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\r\n"
                     ));
                 }
             }

@@ -28,6 +28,8 @@ pub enum Secret {
     Password(SecretString),
     /// An OAuth 2 access token (SASL XOAUTH2).
     Bearer(SecretString),
+    /// An OAuth 2 grant: each login asks it for a current access token.
+    Grant(Arc<super::oauth::Grant>),
 }
 
 impl Secret {
@@ -35,14 +37,12 @@ impl Secret {
     pub fn load(
         mailbox: &Mailbox,
         vault: &crate::vault::Vault,
-        identity: &crate::vault::Identity,
+        identity: &Arc<crate::vault::Identity>,
     ) -> Result<Secret, String> {
         use crate::vault::{EntryId, Schema};
         if mailbox.auth == crate::config::MailAuth::Xoauth2 {
-            return Err(
-                "XOAUTH2 mailboxes are not read by this version yet; use an app password where the provider has one"
-                    .into(),
-            );
+            return super::oauth::Grant::load(mailbox, vault, identity)
+                .map(|g| Secret::Grant(Arc::new(g)));
         }
         let doc = vault
             .load(
@@ -277,6 +277,26 @@ impl Session {
                 )
                 .await
                 .map_err(|(e, _)| refused(e))?,
+            Secret::Grant(g) => {
+                use super::oauth::GrantError;
+                let token = g
+                    .access_token(chrono::Utc::now())
+                    .await
+                    .map_err(|e| match e {
+                        GrantError::Refused(why) => ImapError::Rejected(why),
+                        other => ImapError::Protocol(other.to_string()),
+                    })?;
+                client
+                    .authenticate(
+                        "XOAUTH2",
+                        XOAuth2 {
+                            user: &mailbox.username,
+                            token: token.expose_secret(),
+                        },
+                    )
+                    .await
+                    .map_err(|(e, _)| refused(e))?
+            }
         };
         let caps = inner.capabilities().await?;
         let idle = caps.has_str("IDLE");

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod imap;
+pub mod oauth;
 
 use crate::outcome::FindingKind;
 use serde::Deserialize;

@@ -584,3 +584,96 @@ async fn a_mailbox_added_by_a_reload_is_watched() {
     .await;
     assert!(d.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xoauth2_mailbox_writes_the_rotated_refresh_token_back_before_using_it() {
+    use secrecy::ExposeSecret;
+    use storeguard::fake::imap::{ImapFake, ImapOptions};
+    let server = ImapFake::start(ImapOptions {
+        user: USER.into(),
+        password: "no-password-login-here".into(),
+        idle: true,
+        require_id: false,
+    })
+    .await
+    .unwrap();
+    let first_refresh = canary("gmail", "refresh-token");
+    let client_secret = canary("gmail", "client-secret");
+    let endpoint = server
+        .start_token_endpoint("client-1", &client_secret, &first_refresh, true)
+        .await
+        .unwrap();
+    let dns = Dns::start().await.unwrap();
+    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
+    let receiver = Receiver::start().await;
+    let w = world(
+        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
+        &receiver,
+        "1h",
+    )
+    .await;
+    add_mailbox_at(&w, server.addr.port(), &dns, "unused");
+    let cfg = std::fs::read_to_string(&w.config_path).unwrap();
+    std::fs::write(
+        &w.config_path,
+        cfg.replace(
+            "username = \"seller@example.test\"\n",
+            "username = \"seller@example.test\"\nauth = \"xoauth2\"\n",
+        ),
+    )
+    .unwrap();
+    let identity = w.identity().unwrap();
+    let vault = Vault::open(&w.path().join("vault")).unwrap();
+    let schema = Schema::Mailbox { xoauth2: true };
+    let mut doc = Document::parse(
+        &format!(
+            "client_id = \"client-1\"\nclient_secret = \"{client_secret}\"\nrefresh_token = \"{first_refresh}\"\ntoken_endpoint = \"{endpoint}\"\n"
+        ),
+        schema,
+    )
+    .unwrap();
+    let id = EntryId::mailbox("us-mail");
+    vault.write(&id, &mut doc, None, Some(&identity)).unwrap();
+
+    let d = Daemon::start(&w);
+    d.wait_log("mailbox watcher caught up").await;
+    let stored = || {
+        vault
+            .load(&id, schema, &identity)
+            .unwrap()
+            .get("refresh_token")
+            .unwrap()
+            .expose_secret()
+            .to_string()
+    };
+    assert_ne!(
+        server.refresh_token(),
+        first_refresh,
+        "the provider rotated it"
+    );
+    assert_eq!(
+        stored(),
+        server.refresh_token(),
+        "and the vault has the new one"
+    );
+    server.deliver(
+        "INBOX",
+        &amazon.sign(&sign_in("x1@amazon.com")),
+        chrono::Utc::now(),
+    );
+    eventually(Duration::from_secs(20), "the alert", || async {
+        count(&receiver, "suspicious_login") + count(&receiver, "otp_requested") == 1
+    })
+    .await;
+    let log = d.log();
+    assert!(d.stop().success());
+    // A restart logs in with the rotated token (the first one is dead by now).
+    let d = Daemon::start(&w);
+    d.wait_log("mailbox watcher caught up").await;
+    assert_eq!(server.logins(), 2);
+    assert_eq!(stored(), server.refresh_token());
+    assert_eq!(count(&receiver, "mailbox_rejected"), 0);
+    let log = format!("{log}{}", d.log());
+    assert!(d.stop().success());
+    assert!(!log.contains("CANARY") && !log.contains("ya29."), "{log}");
+}
