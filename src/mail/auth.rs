@@ -241,6 +241,33 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_signature_is_believed_only_when_its_key_is_found() {
+        use crate::fake::dns::{DkimKey, Dns, mail};
+        let dns = Dns::start().await.unwrap();
+        let key = DkimKey::new("amazon.com", "s1", Some(&dns));
+        let raw = key.sign(&mail(
+            "me@qq.com",
+            "Amazon <account-update@amazon.com>",
+            "Amazon Sign-in attempt",
+            "v1@amazon.com",
+            "Someone who knows your password is attempting to sign-in.",
+        ));
+        let catalogue = super::super::Catalogue::builtin();
+        let c = catalogue.classify(&raw).unwrap();
+        let verifier = Verifier::new(Some(dns.addr)).unwrap();
+        assert_eq!(verifier.verdict(&raw, &c).await, Verdict::Authenticated);
+        // The body changed after signing: the signature fails.
+        let text = String::from_utf8(raw.clone()).unwrap();
+        let tampered = text.replace("attempting", "trying").into_bytes();
+        let t = catalogue.classify(&tampered).unwrap();
+        assert_eq!(verifier.verdict(&tampered, &t).await, Verdict::Spoofed);
+        // No DNS answer at all: no verdict of our own.
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let blind = Verifier::new(Some(silent.local_addr().unwrap())).unwrap();
+        assert_eq!(blind.verdict(&raw, &c).await, Verdict::Unverified);
+    }
+
     #[test]
     fn alignment_is_relaxed_but_not_loose() {
         assert!(aligned("amazon.com", "amazon.com"));
