@@ -33,10 +33,13 @@ use storeguard::fake::{Options as FakeOptions, Scenario};
 use storeguard::model::{ChannelKind, Marketplace};
 use storeguard::vault::Vault;
 
+#[path = "support/floor.rs"]
+mod floor;
+
 #[derive(Parser, Debug)]
 #[command(about = "storeguard benchmarks (issue 6): prints a markdown table")]
 struct Args {
-    /// all | sweep | scale | vault | rss | status | state | drain
+    /// all | sweep | scale | vault | rss | status | state | drain | floor
     #[arg(default_value = "all")]
     which: String,
     /// Repetitions; the median is reported
@@ -1247,9 +1250,12 @@ fn main() -> anyhow::Result<()> {
     if which("drain") {
         bench_drain(&args, &mut rows)?;
     }
+    if which("floor") {
+        floor::bench_floor(&args, &mut rows)?;
+    }
     if rows.is_empty() {
         return Err(anyhow!(
-            "unknown benchmark `{}`: use all, sweep, scale, vault, rss, status, state or drain",
+            "unknown benchmark `{}`: use all, sweep, scale, vault, rss, status, state, drain or floor",
             args.which
         ));
     }

@@ -227,7 +227,9 @@ async fn read_folder(
             let alert = match alerting {
                 Alerting::All => true,
                 Alerting::None => false,
-                Alerting::After(t) => at > t,
+                // INTERNALDATE has whole seconds, and a mail read before is not recorded or
+                // alerted twice anyway (its Message-ID hash): a minute of slack loses nothing.
+                Alerting::After(t) => at > t - chrono::Duration::minutes(1),
             };
             mails.extend(judge(cx, &config, &login.mailbox, &m.raw, at, alert, now).await);
         }

@@ -54,6 +54,7 @@ struct OAuth {
 }
 
 struct Inner {
+    uid_validity: std::sync::atomic::AtomicU32,
     oauth: Mutex<OAuth>,
     options: Mutex<ImapOptions>,
     folders: Mutex<Vec<Folder>>,
@@ -68,7 +69,7 @@ pub struct ImapFake {
     cancel: tokio_util::sync::CancellationToken,
 }
 
-/// UIDVALIDITY of every folder.
+/// UIDVALIDITY of every folder until [`ImapFake::rebuild`].
 const UID_VALIDITY: u32 = 1_700_000_001;
 
 impl ImapFake {
@@ -83,6 +84,7 @@ impl ImapFake {
             next_uid: 1,
         };
         let inner = Arc::new(Inner {
+            uid_validity: std::sync::atomic::AtomicU32::new(UID_VALIDITY),
             oauth: Mutex::default(),
             options: Mutex::new(options),
             folders: Mutex::new(vec![folder("INBOX"), folder("&V4NXPpCuTvY-")]),
@@ -165,6 +167,21 @@ impl ImapFake {
             .unwrap_or_else(|e| e.into_inner())
             .refresh
             .clone()
+    }
+
+    /// Rebuilds every folder as a server does after a restore: a new UIDVALIDITY, and the
+    /// messages numbered again from 1.
+    pub fn rebuild(&self) {
+        let mut folders = self.inner.folders.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner
+            .uid_validity
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for f in folders.iter_mut() {
+            for (i, m) in f.messages.iter_mut().enumerate() {
+                m.0 = i as u32 + 1;
+            }
+            f.next_uid = f.messages.len() as u32 + 1;
+        }
     }
 
     /// Logins accepted so far.
@@ -420,10 +437,11 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> std::io::Result<()> {
                             selected = Some(i);
                             let f = &folders[i];
                             out.push_str(&format!(
-                                "* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {UID_VALIDITY}] UIDs valid\r\n\
+                                "* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {}] UIDs valid\r\n\
                                  * OK [UIDNEXT {}] Predicted next UID\r\n* FLAGS (\\Seen)\r\n\
                                  {tag} OK [READ-ONLY] done\r\n",
                                 f.messages.len(),
+                                inner.uid_validity.load(std::sync::atomic::Ordering::SeqCst),
                                 f.next_uid
                             ));
                         }

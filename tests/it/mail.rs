@@ -677,3 +677,73 @@ async fn an_xoauth2_mailbox_writes_the_rotated_refresh_token_back_before_using_i
     assert!(d.stop().success());
     assert!(!log.contains("CANARY") && !log.contains("ya29."), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_folder_is_read_again_without_repeating_and_unknown_mail_is_only_recorded() {
+    use storeguard::fake::imap::{ImapFake, ImapOptions};
+    let password = canary("rebuilt-mail", "password");
+    let server = ImapFake::start(ImapOptions {
+        user: USER.into(),
+        password: password.clone(),
+        idle: true,
+        require_id: false,
+    })
+    .await
+    .unwrap();
+    let dns = Dns::start().await.unwrap();
+    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
+    let receiver = Receiver::start().await;
+    let w = world(
+        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
+        &receiver,
+        "1h",
+    )
+    .await;
+    add_mailbox_at(&w, server.addr.port(), &dns, &password);
+    let d = Daemon::start(&w);
+    d.wait_log("mailbox watcher caught up").await;
+    server.deliver(
+        "INBOX",
+        &amazon.sign(&sign_in("u1@amazon.com")),
+        chrono::Utc::now(),
+    );
+    let shipped = mail(
+        "Amazon <shipment-tracking@amazon.com>",
+        "Your Amazon.com order has shipped",
+        "ship-1@amazon.com",
+        "Your package is on its way.",
+    );
+    server.deliver("INBOX", &amazon.sign(&shipped), chrono::Utc::now());
+    eventually(Duration::from_secs(20), "the first alert", || async {
+        findings(&receiver).len() == 1
+    })
+    .await;
+    assert!(d.stop().success());
+    // Restored from a backup while storeguard was down: new UIDVALIDITY, one new mail.
+    server.rebuild();
+    let changed = mail(
+        "Amazon <account-update@amazon.com>",
+        "Revision to Your Amazon.com Account",
+        "u2@amazon.com",
+        "You successfully changed your password.",
+    );
+    server.deliver("INBOX", &amazon.sign(&changed), chrono::Utc::now());
+    let d = Daemon::start(&w);
+    eventually(Duration::from_secs(20), "the new mail's alert", || async {
+        count(&receiver, "password_changed") == 1
+    })
+    .await;
+    d.wait_log("mailbox watcher caught up").await;
+    assert!(d.log().contains("new UIDVALIDITY"));
+    assert!(d.stop().success());
+    let all = findings(&receiver);
+    assert_eq!(all.len(), 2, "the first mail is not alerted again: {all:?}");
+    let records = storeguard::state::State::open_read_only(&w.path().join("state"))
+        .unwrap()
+        .mail_records(Some("amazon-us"), 10)
+        .unwrap();
+    assert_eq!(records.len(), 3, "{records:?}");
+    let unknown = records.iter().find(|r| r.event == "unclassified").unwrap();
+    assert!(!unknown.alerted && unknown.finding.is_none());
+    assert_eq!(unknown.verdict, "authenticated");
+}
