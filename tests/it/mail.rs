@@ -50,6 +50,45 @@ fn add_mailbox_at(w: &World, port: u16, dns: &Dns, password: &str) {
         .unwrap();
 }
 
+/// A scripted IMAP server with the test account, DNS with amazon.com's DKIM key, a webhook
+/// receiver and a world with one Amazon store whose mailbox is that server.
+struct Scripted {
+    server: storeguard::fake::imap::ImapFake,
+    amazon: DkimKey,
+    receiver: Receiver,
+    w: World,
+    _dns: Dns,
+}
+
+async fn scripted(password: &str, idle: bool, require_id: bool) -> Scripted {
+    use storeguard::fake::imap::{ImapFake, ImapOptions};
+    let server = ImapFake::start(ImapOptions {
+        user: USER.into(),
+        password: password.into(),
+        idle,
+        require_id,
+    })
+    .await
+    .unwrap();
+    let dns = Dns::start().await.unwrap();
+    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
+    let receiver = Receiver::start().await;
+    let w = world(
+        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
+        &receiver,
+        "1h",
+    )
+    .await;
+    add_mailbox_at(&w, server.addr.port(), &dns, password);
+    Scripted {
+        server,
+        amazon,
+        receiver,
+        w,
+        _dns: dns,
+    }
+}
+
 fn findings(r: &Receiver) -> Vec<(String, String)> {
     r.all()
         .iter()
@@ -381,26 +420,15 @@ async fn mailbox_test_lists_folders_and_verdicts_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_163_like_server_gets_id_first_is_polled_on_one_connection_and_never_written() {
-    use storeguard::fake::imap::{ImapFake, ImapOptions};
+    use storeguard::fake::imap::ImapFake;
     let password = canary("cn-mail", "password");
-    let server = ImapFake::start(ImapOptions {
-        user: USER.into(),
-        password: password.clone(),
-        idle: false,
-        require_id: true,
-    })
-    .await
-    .unwrap();
-    let dns = Dns::start().await.unwrap();
-    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
-    let receiver = Receiver::start().await;
-    let w = world(
-        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
-        &receiver,
-        "1h",
-    )
-    .await;
-    add_mailbox_at(&w, server.addr.port(), &dns, &password);
+    let Scripted {
+        server,
+        amazon,
+        receiver,
+        w,
+        ..
+    } = scripted(&password, false, true).await;
     let d = Daemon::start(&w);
     d.wait_log("mailbox watcher caught up").await;
     // Into the spam folder, known only by its name (垃圾邮件, no \Junk attribute).
@@ -446,28 +474,17 @@ async fn a_163_like_server_gets_id_first_is_polled_on_one_connection_and_never_w
 /// that window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_fetch_and_commit_every_mail_is_alerted_exactly_once() {
-    use storeguard::fake::imap::{ImapFake, ImapOptions};
+    use storeguard::fake::imap::ImapFake;
     const MAILS: usize = 120;
     const KILLS: usize = 110;
     let password = canary("kill-mail", "password");
-    let server = ImapFake::start(ImapOptions {
-        user: USER.into(),
-        password: password.clone(),
-        idle: true,
-        require_id: false,
-    })
-    .await
-    .unwrap();
-    let dns = Dns::start().await.unwrap();
-    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
-    let receiver = Receiver::start().await;
-    let w = world(
-        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
-        &receiver,
-        "1h",
-    )
-    .await;
-    add_mailbox_at(&w, server.addr.port(), &dns, &password);
+    let Scripted {
+        server,
+        amazon,
+        receiver,
+        w,
+        ..
+    } = scripted(&password, true, false).await;
     // The first run only sets the cursors (an empty mailbox has no history to back-fill).
     let d = Daemon::start(&w);
     d.wait_log("mailbox watcher caught up").await;
@@ -680,26 +697,14 @@ async fn an_xoauth2_mailbox_writes_the_rotated_refresh_token_back_before_using_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuilt_folder_is_read_again_without_repeating_and_unknown_mail_is_only_recorded() {
-    use storeguard::fake::imap::{ImapFake, ImapOptions};
     let password = canary("rebuilt-mail", "password");
-    let server = ImapFake::start(ImapOptions {
-        user: USER.into(),
-        password: password.clone(),
-        idle: true,
-        require_id: false,
-    })
-    .await
-    .unwrap();
-    let dns = Dns::start().await.unwrap();
-    let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
-    let receiver = Receiver::start().await;
-    let w = world(
-        vec![StoreSpec::new("amazon-us", "US store", Marketplace::Amazon)],
-        &receiver,
-        "1h",
-    )
-    .await;
-    add_mailbox_at(&w, server.addr.port(), &dns, &password);
+    let Scripted {
+        server,
+        amazon,
+        receiver,
+        w,
+        ..
+    } = scripted(&password, true, false).await;
     let d = Daemon::start(&w);
     d.wait_log("mailbox watcher caught up").await;
     server.deliver(

@@ -128,18 +128,23 @@ impl Dovecot {
         }
     }
 
+    /// A connection past the server's greeting.
+    async fn client(&self) -> async_imap::Client<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let mut client = async_imap::Client::new(tcp);
+        client.read_response().await.unwrap();
+        client
+    }
+
     /// Changes the account's password (as a provider resetting app passwords does), and
     /// returns once Dovecot refuses `old` (it looks at the file at most once a second).
     pub async fn reset_password(&self, old: &str, password: &str) {
         self.set_password(password);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .unwrap();
-            let mut client = async_imap::Client::new(tcp);
-            client.read_response().await.unwrap();
-            match client.login(USER, old).await {
+            match self.client().await.login(USER, old).await {
                 Err(_) => return,
                 Ok(mut s) => {
                     let _ = s.logout().await;
@@ -159,12 +164,13 @@ impl Dovecot {
 
     /// Appends one message to `folder` with the given INTERNALDATE (`01-Dec-2026 19:12:00 +0000`).
     pub async fn append(&self, password: &str, folder: &str, date: Option<&str>, raw: &[u8]) {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+        let mut s = self
+            .client()
             .await
+            .login(USER, password)
+            .await
+            .map_err(|e| e.0)
             .unwrap();
-        let mut client = async_imap::Client::new(tcp);
-        client.read_response().await.unwrap();
-        let mut s = client.login(USER, password).await.map_err(|e| e.0).unwrap();
         let date = date.map(|d| format!("\"{d}\""));
         s.append(folder, None, date.as_deref(), raw).await.unwrap();
         s.logout().await.unwrap();
@@ -173,12 +179,13 @@ impl Dovecot {
     /// The flags every message in `folder` has (none may be set by a read-only watcher).
     pub async fn flags(&self, password: &str, folder: &str) -> Vec<String> {
         use futures_util::StreamExt;
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+        let mut s = self
+            .client()
             .await
+            .login(USER, password)
+            .await
+            .map_err(|e| e.0)
             .unwrap();
-        let mut client = async_imap::Client::new(tcp);
-        client.read_response().await.unwrap();
-        let mut s = client.login(USER, password).await.map_err(|e| e.0).unwrap();
         s.examine(folder).await.unwrap();
         let mut out = Vec::new();
         {
