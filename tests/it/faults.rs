@@ -80,12 +80,13 @@ async fn full_state_disk_fails_cleanly_alerts_and_recovers() {
     let stores: Vec<_> = (0..20).map(|i| ozon(&format!("s{i}"))).collect();
     let w = world(stores, &receiver, "1h").await;
     // A file-size limit stands in for a full disk; SIGXFSZ is ignored so writes fail with
-    // EFBIG instead of killing the process.
+    // EFBIG instead of killing the process. 600 kB leaves room for the schema and the first
+    // round of checks of all 20 stores, and the write-ahead log passes it within seconds.
     let log = w.path().join("daemon-full.log");
     let mut c = Command::new("sh");
     c.arg("-c")
         .arg(format!(
-            "trap '' XFSZ; exec {prlimit} --fsize=400000:unlimited {} --config {} run",
+            "trap '' XFSZ; exec {prlimit} --fsize=600000:unlimited {} --config {} run",
             crate::util::BIN,
             w.config_path.display()
         ))
