@@ -263,7 +263,16 @@ pub fn bench_floor(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let wall = median(cold_wall.clone());
     let floor = (!wrk_cpu.is_empty()).then(|| median(wrk_cpu.clone()));
     let py = (!python_cpu.is_empty()).then(|| median(python_cpu.clone()));
-    let ratio = |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.1}×", a / b));
+    let ratio = |a: f64, b: Option<f64>| {
+        b.map_or("-".to_string(), |b| {
+            let r = a / b;
+            if r < 1.0 {
+                format!("{r:.2}×")
+            } else {
+                format!("{r:.1}×")
+            }
+        })
+    };
     rows.push(row(
         format!("daemon steady state, CPU per check ({n} Ozon stores on nginx; creds in memory; probe + classify + state)"),
         "≤ 4× wrk",
