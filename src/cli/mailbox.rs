@@ -104,11 +104,7 @@ fn test(config_path: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 };
                 let verdict = verifier.verdict(&m.raw, &c).await;
-                let event = if verdict.is_forged() {
-                    "phishing_suspected"
-                } else {
-                    c.event.map_or("unclassified", |e| e.as_str())
-                };
+                let event = c.event_name(verdict);
                 let when = m
                     .received
                     .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())

@@ -252,9 +252,12 @@ async fn read_folder(
     }
     // The first read, or a rebuilt folder, starts after everything it holds now.
     let settled = last.max(opened.uid_next.saturating_sub(1));
-    if cursor.is_none_or(|c| c.uid_validity != opened.uid_validity || c.last_uid < settled)
-        && (uids.is_empty() || settled > last)
-    {
+    let stored = if uids.is_empty() {
+        cursor.map(|c| (c.uid_validity, c.last_uid))
+    } else {
+        Some((opened.uid_validity, last))
+    };
+    if stored != Some((opened.uid_validity, settled)) {
         let cursor = MailCursor {
             uid_validity: opened.uid_validity,
             last_uid: settled,
@@ -319,25 +322,19 @@ async fn judge(
             alerted: alert && finding.is_some(),
         };
         let routed = finding.filter(|_| alert).map(|finding| {
-            let event = AlertEvent {
-                event_id: format!("mail-{}", short(&format!("{hash}/{}", store.id), 24)),
-                event: EventKind::Opened,
-                incident_id: format!("mail:{}:{}", &hash[..16], store.id),
-                subject: Subject::store(&store.id, &store.name, store.marketplace),
-                severity,
-                finding,
-                detail: detail(&c, verdict, mailbox),
-                opened_at: at,
-                created_at: now,
-                affected: Vec::new(),
-                test: false,
-            };
-            let channels = crate::route::channels_for(config, &event);
-            Routed {
-                event,
-                channels,
-                hold_until: crate::route::held_until(config, store, None, now),
-            }
+            notice(
+                config,
+                store,
+                Notice {
+                    event_id: format!("mail-{}", short(&format!("{hash}/{}", store.id), 24)),
+                    incident_id: format!("mail:{}:{}", &hash[..16], store.id),
+                    finding,
+                    severity,
+                    detail: detail(&c, verdict, mailbox),
+                    at,
+                },
+                now,
+            )
         });
         out.push((record, routed));
     }
@@ -412,6 +409,39 @@ fn short(s: &str, n: usize) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))[..n].to_string()
 }
 
+/// What a mail notice says; [`notice`] makes the store's event of it.
+struct Notice {
+    event_id: String,
+    incident_id: String,
+    finding: FindingKind,
+    severity: Severity,
+    detail: String,
+    /// When it happened (the mail's arrival).
+    at: DateTime<Utc>,
+}
+
+/// A notice about `store` as an opened event, with its channels and maintenance hold.
+fn notice(config: &Config, store: &Store, n: Notice, now: DateTime<Utc>) -> Routed {
+    let event = AlertEvent {
+        event_id: n.event_id,
+        event: EventKind::Opened,
+        incident_id: n.incident_id,
+        subject: Subject::store(&store.id, &store.name, store.marketplace),
+        severity: n.severity,
+        finding: n.finding,
+        detail: n.detail,
+        opened_at: n.at,
+        created_at: now,
+        affected: Vec::new(),
+        test: false,
+    };
+    Routed {
+        channels: crate::route::channels_for(config, &event),
+        hold_until: crate::route::held_until(config, store, None, now),
+        event,
+    }
+}
+
 /// A mailbox refused the login: every store it serves is warned once, until it logs in again.
 fn mailbox_refused(shared: &Arc<Shared>, mailbox: &Mailbox, why: &str) {
     let live = shared.live();
@@ -419,16 +449,14 @@ fn mailbox_refused(shared: &Arc<Shared>, mailbox: &Mailbox, why: &str) {
     let day = now.format("%Y-%m-%d");
     let mut routed = Vec::new();
     for store in mailbox.stores.iter().filter_map(|id| live.config.store(id)) {
-        let event = AlertEvent {
+        let n = Notice {
             event_id: format!(
                 "mailbox-{}",
                 short(&format!("{}/{}/{day}", mailbox.name, store.id), 24)
             ),
-            event: EventKind::Opened,
             incident_id: format!("mailbox:{}:{}:{day}", mailbox.name, store.id),
-            subject: Subject::store(&store.id, &store.name, store.marketplace),
-            severity: Severity::Warning,
             finding: FindingKind::MailboxRejected,
+            severity: Severity::Warning,
             detail: crate::outcome::sanitize(
                 &format!(
                     "mailbox {} ({}) refused the login: {why}",
@@ -436,17 +464,9 @@ fn mailbox_refused(shared: &Arc<Shared>, mailbox: &Mailbox, why: &str) {
                 ),
                 300,
             ),
-            opened_at: now,
-            created_at: now,
-            affected: Vec::new(),
-            test: false,
+            at: now,
         };
-        let channels = crate::route::channels_for(&live.config, &event);
-        routed.push(Routed {
-            event,
-            channels,
-            hold_until: crate::route::held_until(&live.config, store, None, now),
-        });
+        routed.push(notice(&live.config, store, n, now));
     }
     if let Err(e) = shared.state.record_notices(&routed) {
         tracing::error!(error = %e, "cannot queue the mailbox alert");

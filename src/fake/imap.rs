@@ -62,6 +62,12 @@ struct Inner {
     arrived: Notify,
 }
 
+impl Inner {
+    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The running server.
 pub struct ImapFake {
     pub addr: std::net::SocketAddr,
@@ -205,7 +211,7 @@ impl ImapFake {
     }
 
     fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
-        self.inner.journal.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.journal()
     }
 }
 
@@ -320,7 +326,7 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> std::io::Result<()> {
         let verb = verb.to_ascii_uppercase();
         let sub = w.get(2).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
         {
-            let mut j = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
+            let mut j = inner.journal();
             j.commands.push(if verb == "UID" {
                 format!("UID {sub}")
             } else {
@@ -344,11 +350,7 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> std::io::Result<()> {
                 let ok = w.get(2) == Some(&options.user) && w.get(3) == Some(&options.password);
                 if ok {
                     logged_in = true;
-                    inner
-                        .journal
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .logins += 1;
+                    inner.journal().logins += 1;
                     out.push_str(&format!("{tag} OK Logged in\r\n"));
                 } else {
                     out.push_str(&format!(
@@ -382,11 +384,7 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> std::io::Result<()> {
                     .contains(bearer);
                 if known && user == options.user {
                     logged_in = true;
-                    inner
-                        .journal
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .logins += 1;
+                    inner.journal().logins += 1;
                     out.push_str(&format!("{tag} OK Success\r\n"));
                 } else {
                     out.push_str(&format!(
@@ -422,11 +420,7 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> std::io::Result<()> {
             "EXAMINE" | "SELECT" => {
                 let name = w.get(2).cloned().unwrap_or_default();
                 if options.require_id && !id_sent {
-                    inner
-                        .journal
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .refused_without_id += 1;
+                    inner.journal().refused_without_id += 1;
                     out.push_str(&format!(
                         "{tag} NO SELECT Unsafe Login. Please contact kefu@188.com for help\r\n"
                     ));
@@ -538,11 +532,7 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> std::io::Result<()> {
                 out.push_str(&format!("{tag} OK IDLE done\r\n"));
             }
             _ => {
-                inner
-                    .journal
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .writes += 1;
+                inner.journal().writes += 1;
                 out.push_str(&format!("{tag} BAD not served here\r\n"));
             }
         }

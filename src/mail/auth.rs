@@ -54,6 +54,18 @@ impl Verdict {
     }
 }
 
+impl Classified {
+    /// The record's event name once the sender is judged: a forgery is `phishing_suspected`
+    /// whatever it claims; mail no rule knows is `unclassified`.
+    pub fn event_name(&self, verdict: Verdict) -> &'static str {
+        if verdict.is_forged() {
+            super::MailEvent::PhishingSuspected.as_str()
+        } else {
+            self.event.map_or("unclassified", |e| e.as_str())
+        }
+    }
+}
+
 /// Checks DKIM signatures with a DNS resolver of its own.
 pub struct Verifier {
     auth: MessageAuthenticator,

@@ -26,8 +26,6 @@ pub const MAX_MESSAGE: usize = 2 << 20;
 /// The secret a mailbox logs in with.
 pub enum Secret {
     Password(SecretString),
-    /// An OAuth 2 access token (SASL XOAUTH2).
-    Bearer(SecretString),
     /// An OAuth 2 grant: each login asks it for a current access token.
     Grant(Arc<super::oauth::Grant>),
 }
@@ -265,16 +263,6 @@ impl Session {
         let mut inner = match secret {
             Secret::Password(p) => client
                 .login(&mailbox.username, p.expose_secret())
-                .await
-                .map_err(|(e, _)| refused(e))?,
-            Secret::Bearer(t) => client
-                .authenticate(
-                    "XOAUTH2",
-                    XOAuth2 {
-                        user: &mailbox.username,
-                        token: t.expose_secret(),
-                    },
-                )
                 .await
                 .map_err(|(e, _)| refused(e))?,
             Secret::Grant(g) => {

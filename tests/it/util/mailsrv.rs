@@ -138,6 +138,16 @@ impl Dovecot {
         client
     }
 
+    /// A logged-in session of the test account.
+    async fn session(&self, password: &str) -> async_imap::Session<tokio::net::TcpStream> {
+        self.client()
+            .await
+            .login(USER, password)
+            .await
+            .map_err(|e| e.0)
+            .unwrap()
+    }
+
     /// Changes the account's password (as a provider resetting app passwords does), and
     /// returns once Dovecot refuses `old` (it looks at the file at most once a second).
     pub async fn reset_password(&self, old: &str, password: &str) {
@@ -164,13 +174,7 @@ impl Dovecot {
 
     /// Appends one message to `folder` with the given INTERNALDATE (`01-Dec-2026 19:12:00 +0000`).
     pub async fn append(&self, password: &str, folder: &str, date: Option<&str>, raw: &[u8]) {
-        let mut s = self
-            .client()
-            .await
-            .login(USER, password)
-            .await
-            .map_err(|e| e.0)
-            .unwrap();
+        let mut s = self.session(password).await;
         let date = date.map(|d| format!("\"{d}\""));
         s.append(folder, None, date.as_deref(), raw).await.unwrap();
         s.logout().await.unwrap();
@@ -179,13 +183,7 @@ impl Dovecot {
     /// The flags every message in `folder` has (none may be set by a read-only watcher).
     pub async fn flags(&self, password: &str, folder: &str) -> Vec<String> {
         use futures_util::StreamExt;
-        let mut s = self
-            .client()
-            .await
-            .login(USER, password)
-            .await
-            .map_err(|e| e.0)
-            .unwrap();
+        let mut s = self.session(password).await;
         s.examine(folder).await.unwrap();
         let mut out = Vec::new();
         {
