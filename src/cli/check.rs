@@ -90,9 +90,8 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let timezone = config.daemon.timezone;
     // Only the selected stores' vault entries are decrypted.
     let mut config = config;
-    config
-        .stores
-        .retain(|s| selected.iter().any(|x| x.id == s.id));
+    let wanted: std::collections::HashSet<&str> = selected.iter().map(|s| s.id.as_str()).collect();
+    config.retain_stores(|s| wanted.contains(s.id.as_str()));
     let prober = {
         let _guard = runtime.enter();
         match Prober::new(Arc::new(config), vault, Arc::new(identity)) {

@@ -527,6 +527,15 @@ impl Config {
         }
     }
 
+    /// Keeps only the stores `keep` accepts (a one-off check of some of them), index included.
+    pub fn retain_stores(&mut self, keep: impl Fn(&Store) -> bool) {
+        self.stores.retain(|s| keep(s));
+        self.store_index.clear();
+        for (i, s) in self.stores.iter().enumerate() {
+            self.store_index.entry(s.id.clone()).or_insert(i);
+        }
+    }
+
     /// The position of store `id` in `stores`.
     pub fn store_position(&self, id: &str) -> Option<usize> {
         match self.store_index.get(id) {

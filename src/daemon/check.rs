@@ -1,11 +1,13 @@
-//! One check through the house: probe, `health::step`, routing, one state transaction, memory.
+//! One check through the house: probe, `health::step`, routing, memory, the group commit.
 
+use super::commit::{self, Before, Failed, Pending};
 use super::*;
+use crate::state::CheckWrite;
 
-/// Probe → health → one SQLite transaction → memory. Memory advances only when the write
-/// succeeded, so a failed write (disk full) loses no event: the next check derives it again.
-/// The post-probe part runs under the store-map lock, so marketplace-wide grouping sees a
-/// consistent picture and two checks cannot both open the same grouped incident.
+/// Probe → health → memory → the group commit ([`commit`]), waited for. A failed write (disk
+/// full) puts memory back, so it loses no event: the next check derives it again. The
+/// decision runs under the store-map lock, so marketplace-wide grouping sees a consistent
+/// picture and two checks cannot both open the same grouped incident.
 pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     let live = shared.live();
     let started = shared.clock.now();
@@ -13,8 +15,87 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
         return;
     };
     let now = shared.clock.now();
+    let queued = decide(shared, &live, store, outcome, manual, now);
+    let result = match queued {
+        Ok((committed, raised)) => {
+            commit::flush(shared);
+            let result = committed.await.unwrap_or_else(|_| {
+                Err(Failed {
+                    message: "the write was dropped".into(),
+                    disk_full: false,
+                })
+            });
+            if result.is_ok() {
+                for (subject, event, finding, channels, held) in raised {
+                    tracing::info!(
+                        store = %subject,
+                        event,
+                        finding,
+                        channels,
+                        held,
+                        "incident {event}"
+                    );
+                }
+            }
+            result
+        }
+        Err(f) => Err(f),
+    };
+    match result {
+        Ok(()) => {
+            if shared.metrics.state_fault.swap(false, Ordering::Relaxed) {
+                tracing::info!("state database writable again");
+                fault_alert(shared, &live, None, now);
+            }
+        }
+        Err(Failed { message, disk_full }) => {
+            shared
+                .metrics
+                .state_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            let first = !shared.metrics.state_fault.swap(true, Ordering::Relaxed);
+            tracing::error!(store = %store.id, disk_full, "cannot record the check: {message}");
+            if first {
+                let what = if disk_full {
+                    "the disk is full"
+                } else {
+                    "a write failed"
+                };
+                fault_alert(
+                    shared,
+                    &live,
+                    Some(format!(
+                        "the state database cannot be written ({what}); checks go on, but login history and alerts are not recorded until there is room"
+                    )),
+                    now,
+                );
+            }
+        }
+    }
+}
+
+/// What a decided check waits for: its commit, and the incident events to log once it is in.
+type Queued = Result<
+    (
+        tokio::sync::oneshot::Receiver<Result<(), Failed>>,
+        Vec<(String, &'static str, &'static str, usize, bool)>,
+    ),
+    Failed,
+>;
+
+/// The locked part of a check: `health::step` on the store map, memory advanced, the rows
+/// queued for the group commit.
+fn decide(
+    shared: &Shared,
+    live: &Live,
+    store: &Store,
+    outcome: Outcome,
+    manual: bool,
+    now: DateTime<Utc>,
+) -> Queued {
     let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
-    let prev = mem.get(&store.id).cloned().unwrap_or_default();
+    let fresh = StoreMem::default();
+    let prev = mem.get(&store.id).unwrap_or(&fresh);
     let group_id = crate::event::Subject::Marketplace(store.marketplace)
         .key()
         .into_owned();
@@ -107,68 +188,61 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     if let Some(g) = &group {
         extra.push((group_id.as_str(), g));
     }
-    let write = shared
-        .state
-        .record_check(&outcome, &health, &routed, backoff, &extra);
+    let write = CheckWrite::new(&outcome, &health, routed, backoff, &extra);
+    drop(extra);
     shared.metrics.record_check(&outcome);
+    note_outage(shared, &store.id, &outcome);
+    // Either queued for the commit, or not recordable.
     match write {
-        Ok(()) => {
-            if shared.metrics.state_fault.swap(false, Ordering::Relaxed) {
-                tracing::info!("state database writable again");
-                fault_alert(shared, &live, None, now);
-            }
-            for r in &routed {
-                tracing::info!(
-                    store = %r.event.subject.key(),
-                    event = r.event.event.as_str(),
-                    finding = r.event.finding.as_str(),
-                    channels = r.channels.len(),
-                    held = r.hold_until.is_some(),
-                    "incident {}",
-                    r.event.event.as_str()
-                );
-            }
-            note_outage(shared, &store.id, &outcome);
+        Ok(write) => {
+            // Logged once the commit is in: what each raised incident event was.
+            let raised: Vec<(String, &'static str, &'static str, usize, bool)> = write
+                .routed()
+                .iter()
+                .map(|r| {
+                    (
+                        r.event.subject.key().into_owned(),
+                        r.event.event.as_str(),
+                        r.event.finding.as_str(),
+                        r.channels.len(),
+                        r.hold_until.is_some(),
+                    )
+                })
+                .collect();
             let m = mem.entry(store.id.clone()).or_default();
-            m.health = health;
+            let mut before = Before {
+                store: (
+                    store.id.clone(),
+                    std::mem::replace(&mut m.health, health),
+                    std::mem::replace(&mut m.backoff, backoff),
+                ),
+                others: Vec::with_capacity(covered.len() + 1),
+            };
             m.last = Some(outcome);
-            m.backoff = backoff;
             if let Some(g) = group {
-                mem.entry(group_id).or_default().health = g;
+                let old =
+                    std::mem::replace(&mut mem.entry(group_id.clone()).or_default().health, g);
+                before.others.push((group_id, old));
             }
             for (id, h) in covered {
-                mem.entry(id).or_default().health = h;
+                let old = std::mem::replace(&mut mem.entry(id.clone()).or_default().health, h);
+                before.others.push((id, old));
             }
-            drop(mem);
-            if routed.iter().any(|r| !r.channels.is_empty()) {
-                shared.outbox_kick.notify_one();
-            }
+            let (done, committed) = tokio::sync::oneshot::channel();
+            shared.commits.push(Pending {
+                write,
+                before,
+                done,
+            });
+            Ok((committed, raised))
         }
         Err(e) => {
-            shared
-                .metrics
-                .state_write_errors
-                .fetch_add(1, Ordering::Relaxed);
-            let first = !shared.metrics.state_fault.swap(true, Ordering::Relaxed);
-            tracing::error!(store = %store.id, disk_full = e.is_disk_full(), "cannot record the check: {e}");
-            if first {
-                let what = if e.is_disk_full() {
-                    "the disk is full"
-                } else {
-                    "a write failed"
-                };
-                fault_alert(
-                    shared,
-                    &live,
-                    Some(format!(
-                        "the state database cannot be written ({what}); checks go on, but login history and alerts are not recorded until there is room"
-                    )),
-                    now,
-                );
-            }
             // Keep the outcome visible in status, but not the health transition.
-            note_outage(shared, &store.id, &outcome);
             mem.entry(store.id.clone()).or_default().last = Some(outcome);
+            Err(Failed {
+                message: e.to_string(),
+                disk_full: e.is_disk_full(),
+            })
         }
     }
 }

@@ -6,6 +6,7 @@
 //! that succeeded; otherwise the old ones keep running.
 
 mod check;
+mod commit;
 mod housekeeping;
 pub mod mail;
 mod outbox;
@@ -203,6 +204,8 @@ pub struct Shared {
     /// marketplace-wide grouping looks at these instead of every store on every check.
     /// Changed only while `stores` is locked, and always locked after it.
     outages: Mutex<HashSet<String>>,
+    /// Finished checks waiting for their group commit.
+    commits: commit::Commits,
     pub state: Arc<State>,
     pub clock: Arc<dyn Clock>,
     pub metrics: crate::web::metrics::Metrics,
@@ -410,6 +413,7 @@ pub async fn run(
         live: RwLock::new(Arc::new(Live::new(config.clone(), probe, sender))),
         stores: Mutex::new(mem),
         outages: Mutex::new(outages),
+        commits: commit::Commits::default(),
         state,
         clock: clock.clone(),
         metrics: crate::web::metrics::Metrics::default(),

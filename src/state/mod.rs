@@ -461,66 +461,17 @@ impl State {
         backoff: Backoff,
         others: &[(&str, &StoreHealth)],
     ) -> Result<(), StateError> {
+        let row = CheckWrite::new(outcome, health, routed.to_vec(), backoff, others)?;
+        self.record_checks(&[&row])
+    }
+
+    /// Records finished checks in one transaction (group commit): all of them or none. Each
+    /// check keeps its own rows together with its alerts, so a check is never split from them.
+    pub fn record_checks(&self, rows: &[&CheckWrite]) -> Result<(), StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        for (id, g) in others {
-            let json = serde_json::to_string(g).map_err(|e| StateError::Corrupt(e.to_string()))?;
-            exec(
-                &tx,
-                "INSERT INTO stores (store_id, health) VALUES (?1, ?2)
-                 ON CONFLICT (store_id) DO UPDATE SET health = ?2",
-                params![id, json],
-            )?;
-        }
-        let health_json =
-            serde_json::to_string(health).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        let outcome_json =
-            serde_json::to_string(outcome).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        exec(
-            &tx,
-            "INSERT INTO stores (store_id, health, last_outcome, backoff_until_ms, backoff_level)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (store_id) DO UPDATE SET health = ?2, last_outcome = ?3,
-                 backoff_until_ms = ?4, backoff_level = ?5",
-            params![
-                outcome.store_id,
-                health_json,
-                outcome_json,
-                backoff.until.map(ms),
-                backoff.level as i64
-            ],
-        )?;
-        let store_rowid: i64 = tx
-            .prepare_cached("SELECT id FROM stores WHERE store_id = ?1")?
-            .query_row([&outcome.store_id], |r| r.get(0))?;
-        let findings = if outcome.findings.is_empty() {
-            None
-        } else {
-            Some(
-                outcome
-                    .findings
-                    .iter()
-                    .map(|f| f.kind.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            )
-        };
-        exec(
-            &tx,
-            "INSERT OR REPLACE INTO checks (store, at_ms, status, findings, latency_ms, egress, account)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                store_rowid,
-                ms(outcome.checked_at),
-                status_code(outcome.status),
-                findings,
-                outcome.facts.latency_ms as i64,
-                outcome.facts.egress,
-                outcome.facts.account
-            ],
-        )?;
-        for r in routed {
-            record_event(&tx, r)?;
+        for row in rows {
+            write_check(&tx, row)?;
         }
         tx.commit()?;
         Ok(())
@@ -640,6 +591,121 @@ fn migrate(conn: &mut Connection, from: u32) -> Result<(), StateError> {
 
 /// `execute` through the connection's statement cache: parsing these statements costs more
 /// than running them, and they run on every check.
+/// One finished check, serialised and ready for [`State::record_checks`]: built by the task
+/// that ran the check, so the JSON work happens outside the database lock.
+#[derive(Debug)]
+pub struct CheckWrite {
+    store_id: String,
+    health: String,
+    outcome: String,
+    backoff: Backoff,
+    at_ms: i64,
+    status: i64,
+    findings: Option<String>,
+    latency_ms: i64,
+    egress: Option<String>,
+    account: Option<String>,
+    others: Vec<(String, String)>,
+    routed: Vec<Routed>,
+}
+
+impl CheckWrite {
+    /// `routed` pairs each event with its channels; `others` are health rows of other stores
+    /// (or a grouped incident) that change with this check.
+    pub fn new(
+        outcome: &Outcome,
+        health: &StoreHealth,
+        routed: Vec<Routed>,
+        backoff: Backoff,
+        others: &[(&str, &StoreHealth)],
+    ) -> Result<CheckWrite, StateError> {
+        let findings = (!outcome.findings.is_empty()).then(|| {
+            let mut s = String::new();
+            for (i, f) in outcome.findings.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(f.kind.as_str());
+            }
+            s
+        });
+        Ok(CheckWrite {
+            store_id: outcome.store_id.clone(),
+            health: to_json(health)?,
+            outcome: to_json(outcome)?,
+            backoff,
+            at_ms: ms(outcome.checked_at),
+            status: status_code(outcome.status),
+            findings,
+            latency_ms: outcome.facts.latency_ms.min(i64::MAX as u64) as i64,
+            egress: outcome.facts.egress.clone(),
+            account: outcome.facts.account.clone(),
+            others: others
+                .iter()
+                .map(|(id, h)| Ok((id.to_string(), to_json(*h)?)))
+                .collect::<Result<_, StateError>>()?,
+            routed,
+        })
+    }
+
+    /// The events this check raised, with their channels.
+    pub fn routed(&self) -> &[Routed] {
+        &self.routed
+    }
+}
+
+/// JSON for a state column; a failure is reported as damaged data.
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StateError> {
+    serde_json::to_string(v).map_err(|e| StateError::Corrupt(e.to_string()))
+}
+
+fn write_check(tx: &rusqlite::Transaction<'_>, row: &CheckWrite) -> Result<(), StateError> {
+    for (id, json) in &row.others {
+        exec(
+            tx,
+            "INSERT INTO stores (store_id, health) VALUES (?1, ?2)
+             ON CONFLICT (store_id) DO UPDATE SET health = ?2",
+            params![id, json],
+        )?;
+    }
+    let store_rowid: i64 = tx
+        .prepare_cached(
+            "INSERT INTO stores (store_id, health, last_outcome, backoff_until_ms, backoff_level)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (store_id) DO UPDATE SET health = ?2, last_outcome = ?3,
+                 backoff_until_ms = ?4, backoff_level = ?5
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                row.store_id,
+                row.health,
+                row.outcome,
+                row.backoff.until.map(ms),
+                row.backoff.level as i64
+            ],
+            |r| r.get(0),
+        )?;
+    exec(
+        tx,
+        "INSERT OR REPLACE INTO checks (store, at_ms, status, findings, latency_ms, egress, account)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            store_rowid,
+            row.at_ms,
+            row.status,
+            row.findings,
+            row.latency_ms,
+            row.egress,
+            row.account
+        ],
+    )?;
+    for r in &row.routed {
+        record_event(tx, r)?;
+    }
+    Ok(())
+}
+
 fn exec(
     tx: &rusqlite::Transaction<'_>,
     sql: &str,

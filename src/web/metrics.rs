@@ -13,6 +13,8 @@ pub struct Metrics {
     alerts: Mutex<BTreeMap<(String, &'static str), u64>>,
     pub checks_skipped_backoff: AtomicU64,
     pub state_write_errors: AtomicU64,
+    /// Transactions that recorded finished checks (group commit: several checks share one).
+    pub state_commits: AtomicU64,
     pub state_fault: AtomicBool,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -251,6 +253,17 @@ pub fn render(shared: &Shared) -> String {
         out,
         "storeguard_state_write_errors_total {}",
         shared.metrics.state_write_errors.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
+        "storeguard_state_commits_total",
+        "counter",
+        "Transactions that recorded finished checks; under load several checks share one.",
+    );
+    let _ = writeln!(
+        out,
+        "storeguard_state_commits_total {}",
+        shared.metrics.state_commits.load(Ordering::Relaxed)
     );
     header(
         &mut out,
