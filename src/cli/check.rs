@@ -45,19 +45,22 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return unknown(e),
     };
     let lang = config.daemon.language;
-    let mut selected: Vec<Store> = Vec::new();
+    // Positions in `config.stores` of the stores to check, in output order. Stores are not
+    // copied: with 10,000 of them every copy costs megabytes.
+    let mut selected: Vec<usize> = Vec::new();
     if args.stores.is_empty() {
         selected.extend(
             config
                 .stores
                 .iter()
-                .filter(|s| args.all || s.enabled)
-                .cloned(),
+                .enumerate()
+                .filter(|(_, s)| args.all || s.enabled)
+                .map(|(i, _)| i),
         );
     } else {
         for id in &args.stores {
-            match config.store(id) {
-                Some(s) if !selected.iter().any(|x| x.id == s.id) => selected.push(s.clone()),
+            match config.store_position(id) {
+                Some(i) if !selected.contains(&i) => selected.push(i),
                 Some(_) => {}
                 None => {
                     return unknown(format!(
@@ -90,11 +93,31 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let timezone = config.daemon.timezone;
     // Only the selected stores' vault entries are decrypted.
     let mut config = config;
-    let wanted: std::collections::HashSet<&str> = selected.iter().map(|s| s.id.as_str()).collect();
-    config.retain_stores(|s| wanted.contains(s.id.as_str()));
+    if selected.len() < config.stores.len() {
+        let mut keep = vec![false; config.stores.len()];
+        for &i in &selected {
+            keep[i] = true;
+        }
+        // Positions after the cut: a kept store moves down by the dropped ones before it.
+        let mut moved = Vec::with_capacity(keep.len());
+        let mut next = 0;
+        for &k in &keep {
+            moved.push(next);
+            next += usize::from(k);
+        }
+        for i in &mut selected {
+            *i = moved[*i];
+        }
+        let mut at = 0;
+        config.retain_stores(|_| {
+            at += 1;
+            keep[at - 1]
+        });
+    }
+    let config = Arc::new(config);
     let prober = {
         let _guard = runtime.enter();
-        match Prober::new(Arc::new(config), vault, Arc::new(identity)) {
+        match Prober::new(config.clone(), vault, Arc::new(identity)) {
             Ok(p) => Arc::new(p),
             Err(e) => return unknown(format!("{e:#}")),
         }
@@ -121,20 +144,23 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     // Unordered, so one slow store never holds back the next ones; the order is restored after.
     let mut done: Vec<(usize, Outcome)> = runtime.block_on(async {
-        let checks = futures_util::stream::iter(selected.iter().enumerate().map(|(i, s)| {
+        let checks = futures_util::stream::iter(selected.iter().enumerate().map(|(i, &at)| {
             let prober = prober.clone();
-            let store = s.clone();
+            let store = &config.stores[at];
+            let (id, marketplace) = (store.id.clone(), store.marketplace);
             let stop = stop.clone();
             async move {
                 if stop.is_cancelled() {
                     return None;
                 }
-                let id = store.id.clone();
-                let handle = tokio::spawn(async move { prober.check(&id, now).await });
+                let handle = {
+                    let id = id.clone();
+                    tokio::spawn(async move { prober.check(&id, now).await })
+                };
                 let outcome = handle.await.ok().flatten().unwrap_or_else(|| {
                     Outcome::new(
-                        &store.id,
-                        store.marketplace,
+                        &id,
+                        marketplace,
                         now,
                         vec![Finding::new(
                             crate::outcome::FindingKind::ProtocolError,
@@ -157,9 +183,11 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     watcher.abort();
     let interrupted = caught.get().copied();
     done.sort_by_key(|(i, _)| *i);
-    let checked: Vec<usize> = done.iter().map(|(i, _)| *i).collect();
+    let checked: Vec<&Store> = done
+        .iter()
+        .map(|(i, _)| &config.stores[selected[*i]])
+        .collect();
     let outcomes: Vec<Outcome> = done.into_iter().map(|(_, o)| o).collect();
-    let selected: Vec<Store> = checked.iter().map(|&i| selected[i].clone()).collect();
     // Do not wait for probes still parked on hostile servers (they are past their timeout).
     runtime.shutdown_background();
     if let Some(sig) = interrupted {
@@ -172,12 +200,26 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
 
     let worst = outcomes.iter().fold(Status::Ok, |w, o| w.worst(o.status));
     if args.json {
-        let rows: Vec<JsonRow<'_>> = outcomes
-            .iter()
-            .zip(&selected)
-            .map(|(o, s)| JsonRow::new(o, s))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        // Streamed row by row: the whole document is never held in memory.
+        use serde::Serializer as _;
+        use std::io::Write as _;
+        let written = (|| -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut json = serde_json::Serializer::pretty(&mut out);
+            json.collect_seq(
+                outcomes
+                    .iter()
+                    .zip(&checked)
+                    .map(|(o, s)| JsonRow::new(o, s)),
+            )?;
+            writeln!(out)?;
+            out.flush()
+        })();
+        match written {
+            // `storeguard check --json | head`: the reader went away; nothing to say.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
     } else {
         print!("{}", table(&outcomes, lang, timezone));
     }

@@ -528,7 +528,7 @@ impl Config {
     }
 
     /// Keeps only the stores `keep` accepts (a one-off check of some of them), index included.
-    pub fn retain_stores(&mut self, keep: impl Fn(&Store) -> bool) {
+    pub fn retain_stores(&mut self, mut keep: impl FnMut(&Store) -> bool) {
         self.stores.retain(|s| keep(s));
         self.store_index.clear();
         for (i, s) in self.stores.iter().enumerate() {

@@ -1047,6 +1047,35 @@ async fn table_in_the_configured_language() {
         en.stdout
     );
     assert!(en.stdout.contains("Company is blocked"), "{}", en.stdout);
+
+    // Named stores come out in the order asked, each with its own name, and only those.
+    let third = case(
+        "ozon-third",
+        Marketplace::Ozon,
+        Scenario::Healthy,
+        Tweak::None,
+        None,
+        "OK",
+    );
+    let cr = set_up(&env, &fakes, cases.len(), &third);
+    stores.push_str(&store_toml(&third, &cr.store_extra));
+    env.write_config("en", "5s", &fakes.endpoints(), &stores);
+    let picked = env
+        .run(&["ozon-third", "ozon-main", "ozon-third", "--json"])
+        .await;
+    assert_eq!(picked.code, 0, "{}", picked.stderr);
+    let rows: Vec<Value> = serde_json::from_str(&picked.stdout).unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["store"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ozon-third", "ozon-main"]);
+    for r in &rows {
+        assert_eq!(r["status"], "OK", "{r}");
+        let id = r["store"].as_str().unwrap();
+        assert!(
+            r["name"].as_str().unwrap().contains(id),
+            "row {id} named {}",
+            r["name"]
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
