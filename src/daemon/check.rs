@@ -17,14 +17,8 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
     let now = shared.clock.now();
     let queued = decide(shared, &live, store, outcome, manual, now);
     let result = match queued {
-        Ok((committed, raised)) => {
-            commit::flush(shared);
-            let result = committed.await.unwrap_or_else(|_| {
-                Err(Failed {
-                    message: "the write was dropped".into(),
-                    disk_full: false,
-                })
-            });
+        Ok((queued, committed, raised)) => {
+            let result = commit::wait(shared, queued, committed).await;
             if result.is_ok() {
                 for (subject, event, finding, channels, held) in raised {
                     tracing::info!(
@@ -77,6 +71,7 @@ pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
 /// What a decided check waits for: its commit, and the incident events to log once it is in.
 type Queued = Result<
     (
+        usize,
         tokio::sync::oneshot::Receiver<Result<(), Failed>>,
         Vec<(String, &'static str, &'static str, usize, bool)>,
     ),
@@ -229,12 +224,12 @@ fn decide(
                 before.others.push((id, old));
             }
             let (done, committed) = tokio::sync::oneshot::channel();
-            shared.commits.push(Pending {
+            let queued = shared.commits.push(Pending {
                 write,
                 before,
                 done,
             });
-            Ok((committed, raised))
+            Ok((queued, committed, raised))
         }
         Err(e) => {
             // Keep the outcome visible in status, but not the health transition.

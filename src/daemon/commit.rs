@@ -2,14 +2,20 @@
 //! the previous transaction was being written, instead of one per check.
 //!
 //! A check advances memory as soon as `health::step` has decided (under the store-map lock, so
-//! the next check sees it), queues its rows, and waits for the commit. The first waiting check
-//! that finds nobody writing becomes the writer and commits the whole queue. When a commit
+//! the next check sees it), queues its rows, and waits for the commit. The first check of a
+//! batch holds it open for [`WINDOW`] (or until [`MAX_BATCH`] are queued), then writes every
+//! queued check in one transaction, unless another check is writing: that one takes them. When a commit
 //! fails (a full disk), memory goes back to where it was before every check of that batch and
 //! of the queue behind it (those were decided on top of it), newest first: the next checks
 //! derive the lost events again, so none is lost.
 
 use super::*;
 use crate::state::CheckWrite;
+
+/// How long the first check of a batch waits for others to join it.
+pub(super) const WINDOW: Duration = Duration::from_millis(5);
+/// A batch this long is written at once.
+pub(super) const MAX_BATCH: usize = 512;
 
 /// Memory a check changed, as it was before: restored when its write fails.
 #[derive(Default)]
@@ -42,9 +48,12 @@ pub(super) struct Commits {
 }
 
 impl Commits {
-    /// Queues a check (call with the store map locked, so queue order is decision order).
-    pub fn push(&self, p: Pending) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+    /// Queues a check (call with the store map locked, so queue order is decision order):
+    /// the queue's length with it.
+    pub fn push(&self, p: Pending) -> usize {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.push(p);
+        q.len()
     }
 
     fn take(&self) -> Vec<Pending> {
@@ -56,6 +65,35 @@ impl Commits {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty()
+    }
+}
+
+/// Waits for a queued check's commit; `queued` is the queue's length [`Commits::push`] gave.
+pub(super) async fn wait(
+    shared: &Shared,
+    queued: usize,
+    done: tokio::sync::oneshot::Receiver<Result<(), Failed>>,
+) -> Result<(), Failed> {
+    if queued >= MAX_BATCH {
+        flush(shared);
+    } else if queued == 1 {
+        // The batch's first check writes it, also when its task is cancelled meanwhile.
+        let _writes = FlushOnDrop(shared);
+        tokio::time::sleep(WINDOW).await;
+    }
+    done.await.unwrap_or_else(|_| {
+        Err(Failed {
+            message: "the write was dropped".into(),
+            disk_full: false,
+        })
+    })
+}
+
+struct FlushOnDrop<'a>(&'a Shared);
+
+impl Drop for FlushOnDrop<'_> {
+    fn drop(&mut self) {
+        flush(self.0);
     }
 }
 
