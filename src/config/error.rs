@@ -43,9 +43,25 @@ pub(super) fn refuse_control_characters(text: &str, c: &mut Collector<'_>) {
             );
         }
     }
+    if !may_hold_control(text) {
+        return;
+    }
     if let Ok(doc) = DeTable::parse(text) {
         table(doc.get_ref(), "", c);
     }
+}
+
+/// Whether any key or string could hold a control character: only through an escape, a
+/// multi-line string (raw line breaks) or a raw control character other than a line end (a
+/// tab). Most configs have none of these, and the walk is a second parse of the whole file
+/// (tens of MB for 10,000 stores).
+fn may_hold_control(text: &str) -> bool {
+    text.contains('\\')
+        || text.contains("\"\"\"")
+        || text.contains("'''")
+        || text
+            .chars()
+            .any(|ch| ch.is_control() && ch != '\n' && ch != '\r')
 }
 
 /// Position in a file, 1-based.
@@ -164,5 +180,27 @@ impl Collector<'_> {
             message: message.into(),
             help: help.into(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_hold_control;
+
+    #[test]
+    fn the_second_parse_is_skipped_only_when_no_string_can_hold_a_control_character() {
+        let plain =
+            "[daemon]\r\nlanguage = \"en\"\n\n[[store]]\nid = \"ozon-main\"\nname = 'Main'\n";
+        assert!(!may_hold_control(plain));
+        for risky in [
+            "name = \"a\\u001b[31mb\"\n",
+            "name = \"a\\nb\"\n",
+            "name = \"\"\"a\nb\"\"\"\n",
+            "name = '''a\nb'''\n",
+            "name = \"a\tb\"\n",
+            "name = \"a\u{7f}b\"\n",
+        ] {
+            assert!(may_hold_control(risky), "{risky:?}");
+        }
     }
 }
