@@ -547,8 +547,12 @@ async fn killed_between_fetch_and_commit_every_mail_is_alerted_exactly_once() {
         }
     }
     let d = Daemon::start(&w);
+    // A sign-in outside the store's login hours (by the wall clock) is `suspicious_login`.
     eventually(Duration::from_secs(60), "every mail alerted", || async {
-        count(&receiver, "password_changed") + count(&receiver, "otp_requested") == MAILS
+        count(&receiver, "password_changed")
+            + count(&receiver, "otp_requested")
+            + count(&receiver, "suspicious_login")
+            == MAILS
     })
     .await;
     assert!(d.stop().success());
