@@ -60,6 +60,12 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A metric without labels: its help, type and one value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// Renders every metric in the Prometheus text format.
 pub fn render(shared: &Shared) -> String {
     let live = shared.live();
@@ -198,19 +204,15 @@ pub fn render(shared: &Shared) -> String {
             );
         }
     }
-    header(
+    single(
         &mut out,
         "storeguard_checks_skipped_backoff_total",
         "counter",
         "Scheduled checks skipped while a store backs off after a refusal or rate limit.",
-    );
-    let _ = writeln!(
-        out,
-        "storeguard_checks_skipped_backoff_total {}",
         shared
             .metrics
             .checks_skipped_backoff
-            .load(Ordering::Relaxed)
+            .load(Ordering::Relaxed),
     );
     header(
         &mut out,
@@ -232,49 +234,33 @@ pub fn render(shared: &Shared) -> String {
             );
         }
     }
-    header(
+    single(
         &mut out,
         "storeguard_outbox_depth",
         "gauge",
         "Alerts waiting for delivery.",
+        shared.state.outbox_depth().unwrap_or(0),
     );
-    let _ = writeln!(
-        out,
-        "storeguard_outbox_depth {}",
-        shared.state.outbox_depth().unwrap_or(0)
-    );
-    header(
+    single(
         &mut out,
         "storeguard_state_write_errors_total",
         "counter",
         "Failed writes to the state database (e.g. disk full).",
+        shared.metrics.state_write_errors.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "storeguard_state_write_errors_total {}",
-        shared.metrics.state_write_errors.load(Ordering::Relaxed)
-    );
-    header(
+    single(
         &mut out,
         "storeguard_state_commits_total",
         "counter",
         "Transactions that recorded finished checks; under load several checks share one.",
+        shared.metrics.state_commits.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "storeguard_state_commits_total {}",
-        shared.metrics.state_commits.load(Ordering::Relaxed)
-    );
-    header(
+    single(
         &mut out,
         "storeguard_state_fault",
         "gauge",
         "1 while the last write to the state database failed.",
-    );
-    let _ = writeln!(
-        out,
-        "storeguard_state_fault {}",
-        u8::from(shared.metrics.state_fault.load(Ordering::Relaxed))
+        u8::from(shared.metrics.state_fault.load(Ordering::Relaxed)),
     );
     header(
         &mut out,
