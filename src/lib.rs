@@ -22,6 +22,7 @@ pub mod marketplace;
 pub mod model;
 pub mod otp;
 pub mod outcome;
+pub mod replica;
 pub mod route;
 pub mod schedule;
 pub mod state;

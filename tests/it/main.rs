@@ -17,3 +17,4 @@ mod layers;
 mod leak;
 mod mail;
 mod page;
+mod replicas;

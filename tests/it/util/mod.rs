@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 pub use storeguard;
 
 pub mod mailsrv;
+pub mod pg;
 pub mod proc;
 pub mod receiver;
 
