@@ -7,6 +7,7 @@ mod demo;
 mod init;
 mod mailbox;
 pub mod prompt;
+mod replicas;
 pub mod run;
 pub mod status;
 mod store;
@@ -71,6 +72,8 @@ pub enum Command {
     /// Mailboxes watched for marketplace security mail: test one
     #[command(subcommand)]
     Mailbox(mailbox::MailboxCmd),
+    /// Several replicas on PostgreSQL: who holds which shards, since when, last renewal
+    Replicas(replicas::ReplicasArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,17 +98,27 @@ pub enum VaultCmd {
     Rekey,
     /// Decrypt and validate every entry; report bad ones by name
     Verify,
+    /// Replica mode: write the fleet database's entries to DIR as files the age CLI reads
+    Export(DirArg),
+    /// Replica mode: copy a vault directory's entries into the fleet database (newer only)
+    Import(DirArg),
+}
+
+#[derive(Args, Debug)]
+pub struct DirArg {
+    /// A vault directory (export: a new or empty one)
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
 pub struct EntryArg {
-    /// KIND/NAME: store/<id>, channel/<name>, mailbox/<name> or daemon/api
+    /// KIND/NAME: store/<id>, channel/<name>, mailbox/<name>, daemon/api or daemon/postgres
     pub entry: String,
 }
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// KIND/NAME: store/<id>, channel/<name>, mailbox/<name> or daemon/api
+    /// KIND/NAME: store/<id>, channel/<name>, mailbox/<name>, daemon/api or daemon/postgres
     pub entry: String,
     /// Print the values in full
     #[arg(long)]
@@ -231,6 +244,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&config_path, args),
         Command::Alert(cmd) => alert_cmd::run(&config_path, cmd),
         Command::Mailbox(cmd) => mailbox::run(&config_path, cmd),
+        Command::Replicas(args) => replicas::run(&config_path, args),
     }
 }
 
@@ -287,10 +301,10 @@ pub fn schema_for(config: &Config, id: &EntryId) -> anyhow::Result<Schema> {
                 )
             }),
         EntryKind::Daemon => {
-            if id.name == "api" {
-                Ok(Schema::Daemon)
-            } else {
-                bail!("the only daemon entry is daemon/api")
+            match id.name.as_str() {
+                "api" => Ok(Schema::Daemon),
+                "postgres" => Ok(Schema::Postgres),
+                _ => bail!("the daemon entries are daemon/api and daemon/postgres"),
             }
         }
     }

@@ -20,6 +20,11 @@ pub fn run(config_path: &Path, cmd: VaultCmd) -> anyhow::Result<ExitCode> {
     if let VaultCmd::Show(a) = &cmd {
         EntryId::parse(&a.entry).map_err(|e| anyhow!(e))?;
     }
+    match &cmd {
+        VaultCmd::Export(d) => return super::replicas::export(config_path, &d.dir),
+        VaultCmd::Import(d) => return super::replicas::import(config_path, &d.dir),
+        _ => {}
+    }
     let config = load_config(config_path)?;
     let vault = open_vault(&config)?;
     // Temp files of a writer killed mid-write are never a valid entry: remove them first.
@@ -53,6 +58,9 @@ pub fn run(config_path: &Path, cmd: VaultCmd) -> anyhow::Result<ExitCode> {
         }
         VaultCmd::Rekey => rekey(&config, &vault),
         VaultCmd::Verify => verify(&config, &vault),
+        // Taken above, before the local vault is opened.
+        VaultCmd::Export(d) => super::replicas::export(config_path, &d.dir),
+        VaultCmd::Import(d) => super::replicas::import(config_path, &d.dir),
     }
 }
 

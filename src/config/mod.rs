@@ -62,6 +62,8 @@ pub struct Config {
     pub mail: MailSettings,
     /// `[[mailbox]]`: the stores' mailboxes, watched for marketplace security mail.
     pub mailboxes: Vec<Mailbox>,
+    /// `[replicas]`.
+    pub replicas: ReplicaSettings,
     /// Store id → position in `stores` (lookups run on every check; a config holds up to
     /// 100,000 stores).
     store_index: HashMap<String, usize>,
@@ -77,6 +79,30 @@ pub struct DaemonConfig {
     pub timezone: chrono_tz::Tz,
     pub language: Language,
     pub history_retention: Duration,
+    /// `[daemon] state`: SQLite in `state_dir` (one box), or the fleet's PostgreSQL.
+    pub state: StateLocation,
+    /// `[daemon] replica`: this replica's name in the fleet (default: the host name).
+    pub replica: String,
+}
+
+/// Where the daemon keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// `storeguard.db` in `[daemon] state_dir`: the embedded default for one box.
+    Sqlite,
+    /// `postgres://user@host[:port]/database`: several replicas share it. The URL never holds
+    /// the password (the vault entry `daemon/postgres` or the systemd credential `postgres`).
+    Postgres { url: String },
+}
+
+/// `[replicas]`: how the fleet splits its stores (only read in replica mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    /// Stores are hashed into this many shards, one lease each.
+    pub shards: u32,
+    /// How long a lease lasts without renewal; a dead replica's stores are taken over within
+    /// `lease_ttl + lease_ttl / 3`.
+    pub lease_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]

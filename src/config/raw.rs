@@ -21,6 +21,15 @@ pub(super) struct RawConfig {
     pub(super) mail: RawMail,
     #[serde(default, rename = "mailbox")]
     pub(super) mailboxes: Vec<Spanned<RawMailbox>>,
+    #[serde(default)]
+    pub(super) replicas: RawReplicas,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReplicas {
+    pub(super) shards: Option<Spanned<i64>>,
+    pub(super) lease_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -56,6 +65,8 @@ pub(super) struct RawDaemon {
     pub(super) timezone: Option<Spanned<String>>,
     pub(super) language: Option<Language>,
     pub(super) history_retention: Option<Spanned<String>>,
+    pub(super) state: Option<Spanned<String>>,
+    pub(super) replica: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -207,6 +207,7 @@ pub(super) fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
             .filter_map(|st| Store::from_raw(st, &mut cx, c)),
     );
     let mail = MailSettings::from_raw(&raw.mail, c);
+    let replicas = ReplicaSettings::from_raw(&raw.replicas, c);
     let mut mailbox_names = HashSet::new();
     let mailboxes = raw
         .mailboxes
@@ -234,6 +235,7 @@ pub(super) fn validate(raw: RawConfig, c: &mut Collector<'_>) -> Config {
         maintenance,
         mail,
         mailboxes,
+        replicas,
         store_index,
     }
 }

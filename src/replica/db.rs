@@ -628,12 +628,37 @@ impl Db {
         Ok(())
     }
 
+    /// The vault's `recipients.txt` as imported (`None` before the first import).
+    pub async fn vault_recipients(&self) -> Result<Option<String>, DbError> {
+        let c = self.client().await?;
+        Ok(c.query_opt(
+            "SELECT value FROM storeguard_meta WHERE key = 'vault_recipients'",
+            &[],
+        )
+        .await
+        .map_err(|e| self.query_err(e))?
+        .map(|r| r.get(0)))
+    }
+
     /// Writes entries that are newer than what the database holds (`vault import`): an
     /// entry whose stored generation is the same or higher is left alone, so importing an old
     /// copy never undoes a rotation. Returns the entries written.
-    pub async fn vault_import(&self, entries: &[StoredEntry]) -> Result<Vec<String>, DbError> {
+    /// `recipients` (the text of `recipients.txt`) replaces the stored one, in the same
+    /// transaction.
+    pub async fn vault_import(
+        &self,
+        recipients: &str,
+        entries: &[StoredEntry],
+    ) -> Result<Vec<String>, DbError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(|e| self.query_err(e))?;
+        tx.execute(
+            "INSERT INTO storeguard_meta (key, value) VALUES ('vault_recipients', $1)
+             ON CONFLICT (key) DO UPDATE SET value = $1",
+            &[&recipients],
+        )
+        .await
+        .map_err(|e| self.query_err(e))?;
         let mut written = Vec::new();
         for e in entries {
             let n = tx

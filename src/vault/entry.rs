@@ -77,6 +77,14 @@ impl EntryId {
         }
     }
 
+    /// The fleet database's password (`daemon/postgres`), when PostgreSQL asks for one.
+    pub fn postgres() -> Self {
+        EntryId {
+            kind: EntryKind::Daemon,
+            name: "postgres".to_string(),
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let (kind, name) = s.split_once('/').ok_or_else(|| {
             format!(
@@ -90,7 +98,7 @@ impl EntryId {
             "mailbox" | "mailboxes" => EntryKind::Mailbox,
             other => {
                 return Err(format!(
-                    "unknown entry kind `{other}`; use store/NAME, channel/NAME, mailbox/NAME or daemon/api"
+                    "unknown entry kind `{other}`; use store/NAME, channel/NAME, mailbox/NAME, daemon/api or daemon/postgres"
                 ));
             }
         };
@@ -125,6 +133,8 @@ pub enum Schema {
     Store(Marketplace),
     Channel(ChannelKind),
     Daemon,
+    /// `daemon/postgres`: the password of the fleet's database user.
+    Postgres,
     /// A mailbox's login: an app password, or OAuth 2 (`xoauth2`).
     Mailbox {
         xoauth2: bool,
@@ -156,6 +166,12 @@ const DAEMON: &[Field] = &[
     Field::text("api_token", true, true, "bearer token for the status API"),
     Field::text("heartbeat_url", false, true, "dead-man's-switch ping URL"),
 ];
+const POSTGRES: &[Field] = &[Field::text(
+    "password",
+    true,
+    true,
+    "password of the database user named in [daemon] state",
+)];
 const MAILBOX_PASSWORD: &[Field] = &[Field::text(
     "password",
     true,
@@ -186,6 +202,7 @@ impl Schema {
             Schema::Store(m) => m.spec().vault_fields,
             Schema::Channel(k) => k.spec().vault_fields.unwrap_or(NONE),
             Schema::Daemon => DAEMON,
+            Schema::Postgres => POSTGRES,
             Schema::Mailbox { xoauth2: false } => MAILBOX_PASSWORD,
             Schema::Mailbox { xoauth2: true } => MAILBOX_XOAUTH2,
         }
@@ -201,6 +218,7 @@ impl Schema {
             Schema::Store(m) => format!("{} store", m.display_name()),
             Schema::Channel(k) => format!("{k} channel"),
             Schema::Daemon => "daemon entry".into(),
+            Schema::Postgres => "database password".into(),
             Schema::Mailbox { xoauth2: false } => "mailbox (password)".into(),
             Schema::Mailbox { xoauth2: true } => "mailbox (XOAUTH2)".into(),
         }
@@ -413,7 +431,7 @@ impl Document {
         // A robot webhook is given whole as `url`, or as its token: one of the two.
         let token_field = match schema {
             Schema::Channel(k) => k.spec().robot.as_ref().map(|r| r.token_field),
-            Schema::Store(_) | Schema::Daemon | Schema::Mailbox { .. } => None,
+            Schema::Store(_) | Schema::Daemon | Schema::Postgres | Schema::Mailbox { .. } => None,
         };
         if let Some(token) = token_field.filter(|_| !is_web) {
             let has = |n: &str| out_fields.iter().any(|(k, _)| k == n);

@@ -290,6 +290,18 @@ impl Vault {
 
     /// Creates the vault layout (0700 directories) and an initial `recipients.txt`.
     pub fn create(dir: &Path, recipient: &age::x25519::Recipient) -> Result<Self, VaultError> {
+        Vault::create_with_recipients(
+            dir,
+            &format!(
+                "# age recipients: every vault entry is encrypted to each line below.\n\
+                 # Add a colleague's or a backup key (age1…), then run `storeguard vault rekey`.\n{recipient}\n"
+            ),
+        )
+    }
+
+    /// Creates the vault layout with `recipients` as the text of `recipients.txt` (which
+    /// must not exist yet).
+    pub fn create_with_recipients(dir: &Path, recipients: &str) -> Result<Self, VaultError> {
         use std::os::unix::fs::DirBuilderExt;
         let mut b = fs::DirBuilder::new();
         b.recursive(true).mode(0o700);
@@ -303,17 +315,68 @@ impl Vault {
             .create_new(true)
             .open(&rpath)
             .map_err(io_err(&rpath))?;
-        writeln!(
-            f,
-            "# age recipients: every vault entry is encrypted to each line below.\n\
-             # Add a colleague's or a backup key (age1…), then run `storeguard vault rekey`.\n{recipient}"
-        )
-        .and_then(|_| f.sync_all())
-        .map_err(io_err(&rpath))?;
+        f.write_all(recipients.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(io_err(&rpath))?;
         sync_dir(dir).map_err(io_err(dir))?;
         Ok(Vault {
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// The text of `recipients.txt`, as written.
+    pub fn recipients_text(&self) -> Result<String, VaultError> {
+        let path = self.dir.join("recipients.txt");
+        fs::read_to_string(&path).map_err(io_err(&path))
+    }
+
+    /// An entry's file as stored: the armored age text, never decrypted here (moving entries
+    /// to and from the fleet's database). Capped like every read.
+    pub fn read_sealed(&self, id: &EntryId) -> Result<String, VaultError> {
+        let path = self.path_of(id);
+        let f = fs::File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                VaultError::Missing {
+                    entry: id.clone(),
+                    path: path.clone(),
+                }
+            } else {
+                VaultError::Io {
+                    path: path.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let mut text = String::new();
+        f.take(MAX_ENTRY_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(io_err(&path))?;
+        if text.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(VaultError::TooLarge { entry: id.clone() });
+        }
+        Ok(text)
+    }
+
+    /// Replaces an entry's file with armored age text written elsewhere (atomic, 0600, under
+    /// the lock).
+    pub fn write_sealed(&self, id: &EntryId, armored: &str) -> Result<(), VaultError> {
+        let _lock = self.lock()?;
+        let path = self.path_of(id);
+        if let Some(parent) = path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io_err(parent))?;
+        }
+        write_private(&path, armored.as_bytes()).map_err(io_err(&path))
+    }
+
+    /// The generation an entry carries (decrypting it with `identity`).
+    pub fn generation(&self, id: &EntryId, identity: &Identity) -> Result<u64, VaultError> {
+        self.read(id, identity)?;
+        Ok(self.current_generation(id, Some(identity)).unwrap_or(0))
     }
 
     pub fn dir(&self) -> &Path {

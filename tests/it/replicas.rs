@@ -327,3 +327,240 @@ async fn the_schema_and_the_shard_count_are_guarded() {
         .unwrap_err();
     assert!(matches!(err, DbError::TooNew { found: 99, .. }), "{err}");
 }
+
+/// A `storeguard init` setup whose config points at the fleet's database.
+fn fleet_setup(url: &str, replica: &str) -> crate::util::Setup {
+    let s = crate::util::Setup::init();
+    let text = std::fs::read_to_string(s.config()).unwrap();
+    let text = text.replacen(
+        "[daemon]\n",
+        &format!("[daemon]\nstate = \"{url}\"\nreplica = \"{replica}\"\n"),
+        1,
+    ) + "\n[replicas]\nshards = 4\nlease_ttl = \"3s\"\n";
+    std::fs::write(s.config(), text).unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_lists_who_holds_which_shards() {
+    let pg = Postgres::start();
+    let url = pg.database("fleet");
+    let s = fleet_setup(&url, "host-a");
+    let mut a = join(&url, "host-a", 4).await;
+    let mut b = join(&url, "host-b", 4).await;
+    tick_until(&mut [&mut a, &mut b], Duration::from_secs(20), |rs| {
+        rs.iter().all(|r| held(r).len() == 2)
+    })
+    .await;
+    let out = s.run(&["replicas"], None);
+    assert!(out.status.success(), "{}", out.stderr_str());
+    let table = out.stdout_str();
+    assert!(table.starts_with("REPLICA"), "{table}");
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing: {table}"))
+            .to_string()
+    };
+    assert!(line("host-a").contains("live"), "{table}");
+    assert!(table.contains("4 shards; unheld: -"), "{table}");
+    let out = s.run(&["replicas", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut all: Vec<u64> = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_u64().unwrap())
+        })
+        .collect();
+    all.sort();
+    assert_eq!(all, vec![0, 1, 2, 3]);
+    assert_eq!(v["replicas"][0]["name"], "host-a");
+    assert_eq!(v["replicas"][0]["live"], true);
+    // a dies: b takes its shards once its lease ends, and a shows as silent with none.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.tick().await.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&s.run(&["replicas", "--json"], None).stdout).unwrap();
+        let (ra, rb) = (&v["replicas"][0], &v["replicas"][1]);
+        // The counters reach the table with the heartbeat of the tick after the takeover.
+        if ra["live"] == false
+            && rb["shards"].as_array().unwrap().len() == 4
+            && rb["takeovers"] == 2
+        {
+            assert_eq!(ra["shards"].as_array().unwrap().len(), 0, "{v}");
+            assert_eq!(v["unheld_shards"].as_array().unwrap().len(), 0, "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(storeguard::replica::plan::tick(TTL)).await;
+    }
+    let table = s.run(&["replicas"], None).stdout_str();
+    assert!(table.contains("silent"), "{table}");
+}
+
+#[test]
+fn the_fleet_database_is_refused_with_a_reason_when_the_config_is_wrong() {
+    let s = crate::util::Setup::init();
+    let text = std::fs::read_to_string(s.config()).unwrap();
+    let bad = [
+        (
+            "state = \"postgres://sg:hunter2-secret@db/sg\"",
+            "holds a password",
+        ),
+        (
+            "state = \"mysql://sg@db/sg\"",
+            "not a database this storeguard knows",
+        ),
+        ("state = \"postgres://sg@db\"", "must name the database"),
+        ("replica = \"no spaces please\"", "is not valid"),
+    ];
+    for (line, says) in bad {
+        std::fs::write(
+            s.config(),
+            text.replacen("[daemon]\n", &format!("[daemon]\n{line}\n"), 1),
+        )
+        .unwrap();
+        let out = s.run(&["config", "check"], None);
+        let err = out.stderr_str() + &out.stdout_str();
+        assert!(!out.status.success(), "{line}: accepted");
+        assert!(err.contains(says), "{line}: {err}");
+        assert!(!err.contains("hunter2"), "the password is echoed: {err}");
+    }
+    for (extra, says) in [
+        ("shards = 0", "out of range"),
+        ("lease_ttl = \"1h\"", "too long"),
+        ("lease_ttl = \"10ms\"", "too short"),
+    ] {
+        std::fs::write(s.config(), format!("{text}\n[replicas]\n{extra}\n")).unwrap();
+        let out = s.run(&["config", "check"], None);
+        let err = out.stderr_str() + &out.stdout_str();
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{extra}: {err}"
+        );
+    }
+    // The daemon does not pretend to run on the fleet database before it does.
+    std::fs::write(
+        s.config(),
+        text.replacen(
+            "[daemon]\n",
+            "[daemon]\nstate = \"postgres://sg@127.0.0.1:9/sg\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = s.run(&["run"], None);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr_str().contains("remove [daemon] state"),
+        "{}",
+        out.stderr_str()
+    );
+    // On one box, the fleet's commands say why they do not apply.
+    std::fs::write(s.config(), &text).unwrap();
+    let out = s.run(&["replicas"], None);
+    assert!(!out.status.success());
+    assert!(out.stderr_str().contains("SQLite"), "{}", out.stderr_str());
+}
+
+#[test]
+fn the_vault_moves_into_the_database_and_back_out_as_files_age_reads() {
+    let pg = Postgres::start();
+    let url = pg.database("fleet");
+    let s = fleet_setup(&url, "host-a");
+    s.add_ozon_store("ozon-main", "12345", "key-one-SECRET-0001");
+    s.add_ozon_store("ozon-two", "67890", "key-two-SECRET-0002");
+    let vault_dir = s.dir.path().join("vault");
+    let vault = vault_dir.to_str().unwrap();
+    let out = s.run(&["vault", "import", vault], None);
+    assert!(out.status.success(), "{}", out.stderr_str());
+    assert!(
+        out.stderr_str().contains("imported 3 of 3"),
+        "{}",
+        out.stderr_str()
+    );
+    // The database holds the armored text, never the plaintext.
+    let dump = pg.sql("fleet", "SELECT string_agg(entry || ' ' || generation || ' ' || armored, E'\\n') FROM vault_entries");
+    assert!(
+        dump.contains("store/ozon-main 1 -----BEGIN AGE ENCRYPTED FILE-----"),
+        "{dump}"
+    );
+    assert!(!dump.contains("SECRET"), "plaintext in the database");
+    // Importing the same files again writes nothing: nothing newer.
+    let out = s.run(&["vault", "import", vault], None);
+    assert!(
+        out.stderr_str().contains("imported 0 of 3"),
+        "{}",
+        out.stderr_str()
+    );
+    // A newer generation in the database is never undone by an old copy.
+    pg.sql(
+        "fleet",
+        "UPDATE vault_entries SET generation = 7 WHERE entry = 'store/ozon-two'",
+    );
+    let out = s.run(&["vault", "import", vault], None);
+    assert!(
+        out.stderr_str().contains("imported 0 of 3"),
+        "{}",
+        out.stderr_str()
+    );
+    // Export: files the reference age CLI decrypts with the same identity.
+    let exported = s.dir.path().join("exported");
+    let out = s.run(&["vault", "export", exported.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", out.stderr_str());
+    let plain = std::process::Command::new(crate::util::age_cli())
+        .arg("-d")
+        .arg("-i")
+        .arg(s.dir.path().join("identity.txt"))
+        .arg(exported.join("stores/ozon-main.age"))
+        .output()
+        .unwrap();
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("key-one-SECRET-0001"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(exported.join("stores/ozon-main.age"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(exported.join("recipients.txt")).unwrap(),
+        std::fs::read_to_string(vault_dir.join("recipients.txt")).unwrap()
+    );
+    // Exporting over something is refused; nothing there is touched.
+    let out = s.run(&["vault", "export", exported.to_str().unwrap()], None);
+    assert!(!out.status.success() && out.stderr_str().contains("not empty"));
+    // A directory whose entries this identity cannot open is refused before any write.
+    let other = crate::util::Setup::init();
+    other.add_ozon_store("ozon-else", "1", "key-else-SECRET-0003");
+    let out = s.run(
+        &[
+            "vault",
+            "import",
+            other.dir.path().join("vault").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        pg.sql(
+            "fleet",
+            "SELECT count(*) FROM vault_entries WHERE entry = 'store/ozon-else'"
+        ),
+        "0"
+    );
+    assert!(!out.stderr_str().contains("SECRET"), "{}", out.stderr_str());
+}
