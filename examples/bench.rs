@@ -33,13 +33,15 @@ use storeguard::fake::{Options as FakeOptions, Scenario};
 use storeguard::model::{ChannelKind, Marketplace};
 use storeguard::vault::Vault;
 
+#[path = "support/fleet.rs"]
+mod fleet;
 #[path = "support/floor.rs"]
 mod floor;
 
 #[derive(Parser, Debug)]
 #[command(about = "storeguard benchmarks (issue 6): prints a markdown table")]
 struct Args {
-    /// all | sweep | scale | vault | rss | status | state | drain | floor
+    /// all | sweep | scale | vault | rss | status | state | drain | floor | fleet
     #[arg(default_value = "all")]
     which: String,
     /// Repetitions; the median is reported
@@ -72,6 +74,9 @@ struct Args {
     /// The storeguard binary (default: next to this example's directory)
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// `fleet`: the lease in seconds (default: the built-in 15 s)
+    #[arg(long)]
+    lease_ttl: Option<f64>,
     /// `hold`: seconds to keep the fakes up while you run the daemon by hand (profiling)
     #[arg(long, default_value_t = 600)]
     hold_secs: u64,
@@ -1253,9 +1258,12 @@ fn main() -> anyhow::Result<()> {
     if which("floor") {
         floor::bench_floor(&args, &mut rows)?;
     }
+    if which("fleet") {
+        fleet::bench_fleet(&args, &mut rows)?;
+    }
     if rows.is_empty() {
         return Err(anyhow!(
-            "unknown benchmark `{}`: use all, sweep, scale, vault, rss, status, state, drain or floor",
+            "unknown benchmark `{}`: use all, sweep, scale, vault, rss, status, state, drain, floor or fleet",
             args.which
         ));
     }

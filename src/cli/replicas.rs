@@ -143,14 +143,25 @@ fn fleet_json(fleet: &Fleet, ttl: chrono::Duration) -> serde_json::Value {
 fn ago(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> String {
     match t {
         None => "-".into(),
-        Some(t) => {
-            let s = (now - t).num_milliseconds().max(0) as u64 / 1000;
-            format!(
-                "{} ago",
-                crate::duration::format(std::time::Duration::from_secs(s))
-            )
+        Some(t) => format!("{} ago", span((now - t).num_seconds().max(0) as u64)),
+    }
+}
+
+/// `45s`, `12m 5s`, `2h 10m`, `3d 4h`: the two largest units.
+fn span(s: u64) -> String {
+    let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    for (i, (size, name)) in units.iter().enumerate() {
+        if s >= *size || *size == 1 {
+            let (big, rest) = (s / size, s % size);
+            return match units.get(i + 1) {
+                Some((small, sname)) if rest / small > 0 => {
+                    format!("{big}{name} {}{sname}", rest / small)
+                }
+                _ => format!("{big}{name}"),
+            };
         }
     }
+    String::new()
 }
 
 /// `0-3,8,10-12`.
@@ -304,7 +315,17 @@ pub fn import(config_path: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::ranges;
+    use super::{ranges, span};
+
+    #[test]
+    fn ages_read_in_two_units() {
+        assert_eq!(span(0), "0s");
+        assert_eq!(span(45), "45s");
+        assert_eq!(span(725), "12m 5s");
+        assert_eq!(span(7_800), "2h 10m");
+        assert_eq!(span(3 * 86_400 + 4 * 3_600 + 59), "3d 4h");
+        assert_eq!(span(3_600), "1h");
+    }
 
     #[test]
     fn shard_lists_read_as_ranges() {

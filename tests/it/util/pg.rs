@@ -215,6 +215,11 @@ impl Postgres {
         self.launch();
     }
 
+    /// The server's (postmaster's) process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
