@@ -16,9 +16,10 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 
 /// The schema version this build writes; `MIGRATIONS[n]` takes the database from `n` to `n + 1`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE replicas (
     name TEXT PRIMARY KEY,
     started_at TIMESTAMPTZ NOT NULL,
@@ -42,7 +43,91 @@ CREATE TABLE vault_entries (
     updated_at TIMESTAMPTZ NOT NULL,
     updated_by TEXT NOT NULL
 );
-"];
+",
+    "
+-- The daemon's state, as in the SQLite file (times in Unix ms): every replica reads every
+-- store's, and writes only those of the shards it holds.
+CREATE TABLE stores (
+    id BIGSERIAL PRIMARY KEY,
+    store_id TEXT NOT NULL UNIQUE,
+    health TEXT NOT NULL DEFAULT '{}',
+    last_outcome TEXT,
+    backoff_until_ms BIGINT,
+    backoff_level INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE checks (
+    store BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    status SMALLINT NOT NULL,
+    findings TEXT,
+    latency_ms BIGINT NOT NULL,
+    egress TEXT,
+    account TEXT,
+    PRIMARY KEY (store, at_ms)
+);
+CREATE TABLE incidents (
+    incident_id TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    finding TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    opened_at_ms BIGINT NOT NULL,
+    resolved_at_ms BIGINT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX incidents_store ON incidents (store_id, opened_at_ms);
+CREATE TABLE outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    -- The subject's shard: only the replica holding its lease delivers the row.
+    shard INTEGER NOT NULL,
+    incident_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    next_attempt_ms BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    delivered_at_ms BIGINT,
+    gave_up_at_ms BIGINT,
+    last_error TEXT,
+    held BOOLEAN NOT NULL DEFAULT false,
+    UNIQUE (event_id, channel)
+);
+CREATE INDEX outbox_pending ON outbox (shard, next_attempt_ms)
+    WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL;
+CREATE INDEX outbox_pending_store ON outbox (channel, store_id, seq)
+    WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL;
+CREATE INDEX outbox_incident ON outbox (incident_id, channel) WHERE kind = 'opened';
+CREATE TABLE silences (
+    store_id TEXT PRIMARY KEY,
+    until_ms BIGINT NOT NULL
+);
+CREATE TABLE mail_cursors (
+    mailbox TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    uid_validity BIGINT NOT NULL,
+    last_uid BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (mailbox, folder)
+);
+CREATE TABLE mail_records (
+    mail_hash TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    seen_at_ms BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    finding TEXT,
+    verdict TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    facts TEXT NOT NULL,
+    mailbox TEXT NOT NULL,
+    alerted BOOLEAN NOT NULL,
+    PRIMARY KEY (mail_hash, store_id)
+);
+CREATE INDEX mail_records_store ON mail_records (store_id, at_ms);
+",
+];
 
 /// Serialises schema changes between replicas starting together (any fixed number will do;
 /// this one spells `SGRD`).
@@ -225,14 +310,16 @@ impl Db {
         &self.me
     }
 
-    fn query_err(&self, e: tokio_postgres::Error) -> DbError {
+    /// A query's failure, in the server's words, naming the database.
+    pub(crate) fn query_err(&self, e: tokio_postgres::Error) -> DbError {
         DbError::Query {
             target: self.target.clone(),
             detail: crate::outcome::sanitize(&pg_detail(&e), 300),
         }
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
+    /// A pooled connection (a dead one is replaced).
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
         self.pool.get().await.map_err(|e| {
             let (detail, help) = match &e {
                 deadpool_postgres::PoolError::Backend(b) => (

@@ -19,17 +19,22 @@ use std::sync::Mutex;
 mod history;
 mod mail;
 mod outbox;
+mod pg;
 #[cfg(test)]
 mod tests;
 
 pub use mail::{MailCursor, MailRecord};
 use outbox::record_event;
+pub use pg::PgState;
 
 /// State file name inside `state_dir`.
 pub const FILE_NAME: &str = "storeguard.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The fleet's PostgreSQL (replica mode).
+    #[error("state database: {0}")]
+    Fleet(crate::replica::DbError),
     #[error("state database {path}: {source}\n  help: {help}")]
     Open {
         path: PathBuf,
@@ -63,7 +68,10 @@ impl StateError {
     pub fn is_disk_full(&self) -> bool {
         let e = match self {
             StateError::Sql(e) | StateError::Open { source: e, .. } => e,
-            StateError::Corrupt(_) | StateError::Damaged { .. } | StateError::TooNew { .. } => {
+            StateError::Corrupt(_)
+            | StateError::Damaged { .. }
+            | StateError::TooNew { .. }
+            | StateError::Fleet(_) => {
                 return false;
             }
         };
@@ -607,6 +615,9 @@ pub struct CheckWrite {
     account: Option<String>,
     others: Vec<(String, String)>,
     routed: Vec<Routed>,
+    /// The lease of the store's shard this check was made under (replica mode): the write
+    /// is refused when it is stale.
+    fence: Option<crate::replica::Fence>,
 }
 
 impl CheckWrite {
@@ -645,7 +656,14 @@ impl CheckWrite {
                 .map(|(id, h)| Ok((id.to_string(), to_json(*h)?)))
                 .collect::<Result<_, StateError>>()?,
             routed,
+            fence: None,
         })
+    }
+
+    /// Marks the check as made under `fence` (replica mode).
+    pub fn fenced(mut self, fence: crate::replica::Fence) -> CheckWrite {
+        self.fence = Some(fence);
+        self
     }
 
     /// The events this check raised, with their channels.

@@ -564,3 +564,245 @@ fn the_vault_moves_into_the_database_and_back_out_as_files_age_reads() {
     );
     assert!(!out.stderr_str().contains("SECRET"), "{}", out.stderr_str());
 }
+
+mod state {
+    //! The daemon's state on the fleet database: the same rows and rules as the SQLite file,
+    //! with fenced check writes and deliveries by the shard's holder.
+    use super::*;
+    use chrono::Utc;
+    use storeguard::health::{Backoff, Rules, StoreHealth, StoreRef, apply};
+    use storeguard::model::Marketplace;
+    use storeguard::outcome::{Facts, Finding, FindingKind, Outcome};
+    use storeguard::route::Routed;
+    use storeguard::state::{CheckWrite, MailCursor, MailRecord, PgState};
+
+    fn rules() -> Rules {
+        Rules {
+            failure_threshold: 1,
+            success_threshold: 1,
+            remind_every: Duration::from_secs(3600),
+            expiry_warning: vec![],
+        }
+    }
+
+    /// A check of `id` with `findings`, as the daemon would hand it to the group commit.
+    fn check(
+        id: &str,
+        h: &mut StoreHealth,
+        findings: Vec<Finding>,
+        at: chrono::DateTime<Utc>,
+    ) -> CheckWrite {
+        let store = StoreRef {
+            id,
+            name: id,
+            marketplace: Marketplace::Ozon,
+        };
+        let o = Outcome::new(id, Marketplace::Ozon, at, findings, Facts::default());
+        let routed: Vec<Routed> = apply(h, &store, &o, &rules(), at)
+            .into_iter()
+            .map(|event| Routed {
+                event,
+                channels: vec!["hook".into()],
+                hold_until: None,
+            })
+            .collect();
+        CheckWrite::new(&o, h, routed, Backoff::default(), &[]).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_incidents_and_the_outbox_follow_the_leases() {
+        let pg = Postgres::start();
+        let url = pg.database("fleet");
+        let shards = 4;
+        let mut a = join(&url, "host-a", shards).await;
+        a.tick().await.unwrap();
+        let st = PgState::new(a.db().clone(), shards);
+        let now = Utc::now();
+        let id = "ozon-main";
+        let shard = storeguard::replica::shard_of(id, shards);
+        let fence = a.fence(shard, Instant::now()).unwrap();
+        let mut h = StoreHealth::default();
+        let rejected = || vec![Finding::new(FindingKind::AuthRejected, "refused")];
+        let w = check(id, &mut h, rejected(), now).fenced(fence);
+        assert!(st.record_checks(&[&w]).await.unwrap().is_empty());
+        // A retried commit adds nothing.
+        assert!(st.record_checks(&[&w]).await.unwrap().is_empty());
+        assert_eq!(st.outbox_depth().await.unwrap(), 1);
+        let stores = st.load_stores().await.unwrap();
+        assert_eq!(stores.len(), 1);
+        assert_eq!(stores[0].health, h);
+        assert_eq!(
+            st.history(id, now - chrono::Duration::hours(1), 10)
+                .await
+                .unwrap()[0]
+                .findings,
+            vec!["auth_rejected"]
+        );
+        let incident = st.incidents(id, 10).await.unwrap().remove(0);
+        assert!(st.incident_open(&incident.incident_id).await.unwrap());
+
+        // Only the shard's holder sees the row as due.
+        let all: Vec<u32> = (0..shards).collect();
+        let others: Vec<u32> = all.iter().copied().filter(|s| *s != shard).collect();
+        assert!(
+            st.due_outbox_for(None, &others, now, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let due = st
+            .due_outbox_for(Some("hook"), &[shard], now, 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(st.pending_channels(&[shard]).await.unwrap()[0].0, "hook");
+        assert!(
+            !st.opened_delivered(&incident.incident_id, "hook")
+                .await
+                .unwrap()
+        );
+        st.mark_retry(due[0].seq, now + chrono::Duration::seconds(30), "HTTP 502")
+            .await
+            .unwrap();
+        assert!(
+            st.due_outbox_for(None, &[shard], now, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let later = now + chrono::Duration::seconds(31);
+        let due = st.due_outbox_for(None, &[shard], later, 10).await.unwrap();
+        assert_eq!(due[0].attempts, 1);
+        st.mark_delivered(due[0].seq, later).await.unwrap();
+        assert!(
+            st.opened_delivered(&incident.incident_id, "hook")
+                .await
+                .unwrap()
+        );
+        assert_eq!(st.outbox_depth().await.unwrap(), 0);
+
+        // The store recovers: the incident closes.
+        let w = check(id, &mut h, vec![], later).fenced(fence);
+        st.record_checks(&[&w]).await.unwrap();
+        assert!(!st.incident_open(&incident.incident_id).await.unwrap());
+
+        // a stalls past its lease; b takes the shard over. a's late check is refused and
+        // leaves nothing behind; b's goes in, and b delivers what is pending for the store.
+        let mut b = join(&url, "host-b", shards).await;
+        tick_until(&mut [&mut b], Duration::from_secs(20), |rs| {
+            held(rs[0]).len() == 4
+        })
+        .await;
+        let st_b = PgState::new(b.db().clone(), shards);
+        let t2 = later + chrono::Duration::seconds(60);
+        let mut h_b = st_b
+            .load_stores_of(&[id.to_string()])
+            .await
+            .unwrap()
+            .remove(0)
+            .health;
+        assert_eq!(h_b, h, "the new holder starts from what the old one wrote");
+        let late = check(id, &mut h.clone(), rejected(), t2).fenced(fence);
+        let fresh = check(id, &mut h_b, rejected(), t2 + chrono::Duration::seconds(1))
+            .fenced(b.fence(shard, Instant::now()).unwrap());
+        assert_eq!(st.record_checks(&[&late]).await.unwrap(), vec![0]);
+        assert!(st_b.record_checks(&[&fresh]).await.unwrap().is_empty());
+        assert_eq!(st_b.history(id, now, 10).await.unwrap().len(), 3);
+        // a's "resolved" is still pending, then b's new "opened": the older goes first.
+        assert_eq!(st_b.outbox_depth().await.unwrap(), 2);
+        let due = st_b
+            .due_outbox_for(
+                None,
+                &b.trusted(Instant::now()),
+                t2 + chrono::Duration::seconds(2),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].event.event, storeguard::event::EventKind::Resolved);
+
+        // In one batch, a stale check is refused and the valid ones are written.
+        let other = (0..100)
+            .map(|i| format!("store-{i}"))
+            .find(|s| storeguard::replica::shard_of(s, shards) != shard)
+            .unwrap();
+        let mut h2 = StoreHealth::default();
+        let ok = check(&other, &mut h2, vec![], t2).fenced(
+            b.fence(
+                storeguard::replica::shard_of(&other, shards),
+                Instant::now(),
+            )
+            .unwrap(),
+        );
+        let refused = st_b.record_checks(&[&late, &ok]).await.unwrap();
+        assert_eq!(refused, vec![0]);
+        assert_eq!(st_b.load_stores().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silences_mail_and_pruning_work_as_on_one_box() {
+        let pg = Postgres::start();
+        let url = pg.database("fleet");
+        let a = join(&url, "host-a", 4).await;
+        let st = PgState::new(a.db().clone(), 4);
+        // The state keeps milliseconds.
+        let now = storeguard::state::from_ms(storeguard::state::ms(Utc::now()));
+        st.set_silence("ozon-main", now + chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        st.set_silence("ozon-two", now - chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        let s = st.silences(now).await.unwrap();
+        assert_eq!(s.keys().collect::<Vec<_>>(), vec!["ozon-main"]);
+
+        assert_eq!(st.mail_cursor("box", "INBOX").await.unwrap(), None);
+        let record = MailRecord {
+            mail_hash: "h1".into(),
+            store_id: "ozon-main".into(),
+            at: now,
+            event: "new_sign_in".into(),
+            finding: None,
+            verdict: "authenticated".into(),
+            domain: "ozon.ru".into(),
+            facts: vec![("Device".into(), "Chrome".into())],
+            mailbox: "box".into(),
+            alerted: false,
+        };
+        let cursor = MailCursor {
+            uid_validity: 7,
+            last_uid: 42,
+            updated_at: now,
+        };
+        let batch = [(record.clone(), None)];
+        assert_eq!(
+            st.record_mail("box", "INBOX", cursor, &batch)
+                .await
+                .unwrap(),
+            1
+        );
+        // The same mail again (another folder, a re-read) is not recorded twice.
+        assert_eq!(
+            st.record_mail("box", "Junk", cursor, &batch).await.unwrap(),
+            0
+        );
+        assert_eq!(st.mail_cursor("box", "INBOX").await.unwrap(), Some(cursor));
+        let got = st
+            .mail_records_since(Some("ozon-main"), now - chrono::Duration::hours(1), 10)
+            .await
+            .unwrap();
+        assert_eq!(got, vec![record]);
+
+        let mut h = StoreHealth::default();
+        let old = now - chrono::Duration::days(100);
+        st.record_checks(&[&check("ozon-main", &mut h, vec![], old)])
+            .await
+            .unwrap();
+        st.record_checks(&[&check("ozon-main", &mut h, vec![], now)])
+            .await
+            .unwrap();
+        assert_eq!(st.prune(now - chrono::Duration::days(90)).await.unwrap(), 1);
+        assert_eq!(st.history("ozon-main", old, 10).await.unwrap().len(), 1);
+    }
+}
