@@ -122,7 +122,15 @@ pub(super) fn flush(shared: &Shared) {
 fn write_batch(shared: &Shared, batch: Vec<Pending>) {
     let writes: Vec<&CheckWrite> = batch.iter().map(|p| &p.write).collect();
     match shared.state.record_checks(&writes) {
-        Ok(()) => {
+        Ok(refused) => {
+            // Checks of shards taken over meanwhile (replica mode): the new holder's are
+            // the ones that count; these leave nothing behind.
+            if !refused.is_empty() {
+                tracing::warn!(
+                    checks = refused.len(),
+                    "refused by the fleet database: this replica no longer holds their shards"
+                );
+            }
             shared.metrics.state_commits.fetch_add(1, Ordering::Relaxed);
             if batch
                 .iter()

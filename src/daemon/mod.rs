@@ -32,7 +32,7 @@ use crate::health::{self, Rules, StoreHealth, StoreRef};
 use crate::model::Marketplace;
 use crate::outcome::{FindingKind, Outcome};
 use crate::route::Routed;
-use crate::state::{Backoff, State};
+use crate::state::{Backend, Backoff, State};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -206,7 +206,7 @@ pub struct Shared {
     outages: Mutex<HashSet<String>>,
     /// Finished checks waiting for their group commit.
     commits: commit::Commits,
-    pub state: Arc<State>,
+    pub state: Arc<Backend>,
     pub clock: Arc<dyn Clock>,
     pub metrics: crate::web::metrics::Metrics,
     pub limits: Limits,
@@ -376,7 +376,7 @@ pub async fn run(
         api_token,
         heartbeat_url,
     } = options;
-    let state = Arc::new(State::open(&config.daemon.state_dir)?);
+    let state = Arc::new(Backend::Sqlite(State::open(&config.daemon.state_dir)?));
     state.quick_check()?;
     let (probe, sender) = parts.build(&config)?;
     let mut mem = HashMap::new();

@@ -12,7 +12,7 @@ pub use db::{Db, DbError, Fence, Fleet, LeaseRow, ReplicaRow, StoredEntry, Targe
 pub use plan::{DEFAULT_LEASE_TTL, DEFAULT_SHARDS, Held, shard_of};
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,59 @@ pub struct Stats {
     pub fenced_refusals: AtomicU64,
     /// Ticks that could not reach the database.
     pub failed_ticks: AtomicU64,
+}
+
+/// The leases a replica may act on, as its lease loop last published them: read by every
+/// check (is this store mine?) and delivery (which outbox rows are mine?).
+#[derive(Debug)]
+pub struct Leases {
+    shards: u32,
+    held: RwLock<BTreeMap<u32, Held>>,
+    stats: Arc<Stats>,
+}
+
+impl Leases {
+    fn held(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u32, Held>> {
+        self.held.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The fence of a store's shard: `Some` exactly when this replica is to probe the store.
+    pub fn fence_for_store(&self, store_id: &str, now: Instant) -> Option<Fence> {
+        let shard = shard_of(store_id, self.shards);
+        self.held()
+            .get(&shard)
+            .filter(|h| h.trusted_at(now))
+            .map(|h| Fence {
+                shard,
+                term: h.term,
+            })
+    }
+
+    /// The shards this replica may act on at `now`.
+    pub fn trusted(&self, now: Instant) -> Vec<u32> {
+        self.held()
+            .iter()
+            .filter(|(_, h)| h.trusted_at(now))
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    /// A write under `fence` was refused: counted, and the lease is not used again.
+    pub fn refused(&self, fence: Fence) {
+        self.stats.fenced_refusals.fetch_add(1, Ordering::Relaxed);
+        let mut held = self.held.write().unwrap_or_else(|e| e.into_inner());
+        if held.get(&fence.shard).is_some_and(|h| h.term == fence.term) {
+            held.remove(&fence.shard);
+        }
+    }
 }
 
 /// What one tick changed.
@@ -48,6 +101,7 @@ pub struct Replica {
     ttl: Duration,
     held: BTreeMap<u32, Held>,
     stats: Arc<Stats>,
+    leases: Arc<Leases>,
 }
 
 impl Replica {
@@ -57,13 +111,33 @@ impl Replica {
         db.migrate(shards).await?;
         db.rejoin().await?;
         db.heartbeat(0, 0).await?;
+        let stats = Arc::<Stats>::default();
         Ok(Replica {
             db,
             shards,
             ttl,
             held: BTreeMap::new(),
-            stats: Arc::default(),
+            leases: Arc::new(Leases {
+                shards,
+                held: RwLock::new(BTreeMap::new()),
+                stats: stats.clone(),
+            }),
+            stats,
         })
+    }
+
+    /// What checks and deliveries read; see [`Replica::publish`].
+    pub fn leases(&self) -> Arc<Leases> {
+        self.leases.clone()
+    }
+
+    /// Makes the leases as of the last tick the ones checks and deliveries act on. Called
+    /// after the stores of newly taken shards were read, so that no check of such a store
+    /// starts from what this replica knew before the previous holder's checks.
+    pub fn publish(&mut self) {
+        // A lease a refused write dropped there since the last tick was renewed or lost by
+        // this tick (the database decided), so the tick's view replaces it.
+        *self.leases.held.write().unwrap_or_else(|e| e.into_inner()) = self.held.clone();
     }
 
     pub fn db(&self) -> &Db {

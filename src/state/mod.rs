@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod backend;
 mod history;
 mod mail;
 mod outbox;
@@ -25,6 +26,7 @@ mod tests;
 
 pub use mail::{MailCursor, MailRecord};
 use outbox::record_event;
+pub use backend::{Backend, Fleet};
 pub use pg::PgState;
 
 /// State file name inside `state_dir`.
@@ -35,6 +37,8 @@ pub enum StateError {
     /// The fleet's PostgreSQL (replica mode).
     #[error("state database: {0}")]
     Fleet(crate::replica::DbError),
+    #[error("state database: {0}")]
+    Unavailable(String),
     #[error("state database {path}: {source}\n  help: {help}")]
     Open {
         path: PathBuf,
@@ -71,7 +75,8 @@ impl StateError {
             StateError::Corrupt(_)
             | StateError::Damaged { .. }
             | StateError::TooNew { .. }
-            | StateError::Fleet(_) => {
+            | StateError::Fleet(_)
+            | StateError::Unavailable(_) => {
                 return false;
             }
         };

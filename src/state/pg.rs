@@ -437,6 +437,17 @@ impl PgState {
         Ok(rows[0].get::<_, i64>(0) as u64)
     }
 
+    /// The channels an event was queued for.
+    pub async fn channels_of(&self, event_id: &str) -> Result<Vec<String>, StateError> {
+        let rows = self
+            .query(
+                "SELECT channel FROM outbox WHERE event_id = $1 ORDER BY seq",
+                &[&event_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Whether the incident's `opened` alert reached `channel`.
     pub async fn opened_delivered(
         &self,
@@ -552,6 +563,46 @@ impl PgState {
                 account: r.get(5),
             })
             .collect())
+    }
+
+    /// The newest `per_store` login records of every store since `since`, newest first (the
+    /// status page's strips): one index range per store.
+    pub async fn recent_checks(
+        &self,
+        since: DateTime<Utc>,
+        per_store: usize,
+    ) -> Result<std::collections::HashMap<String, Vec<CheckRow>>, StateError> {
+        let mut out: std::collections::HashMap<String, Vec<CheckRow>> =
+            std::collections::HashMap::new();
+        if per_store == 0 {
+            return Ok(out);
+        }
+        let rows = self
+            .query(
+                "SELECT s.store_id, c.at_ms, c.status, c.findings, c.latency_ms, c.egress, c.account
+                 FROM stores s CROSS JOIN LATERAL (
+                     SELECT * FROM checks c WHERE c.store = s.id AND c.at_ms >= $1
+                     ORDER BY c.at_ms DESC LIMIT $2) c
+                 ORDER BY s.store_id, c.at_ms DESC",
+                &[&ms(since), &(per_store as i64)],
+            )
+            .await?;
+        for r in &rows {
+            let row = CheckRow {
+                store_id: r.get(0),
+                at: from_ms(r.get(1)),
+                status: status_from(i64::from(r.get::<_, i16>(2))),
+                findings: r
+                    .get::<_, Option<String>>(3)
+                    .map(|s| s.split(',').map(str::to_string).collect())
+                    .unwrap_or_default(),
+                latency_ms: r.get::<_, i64>(4) as u64,
+                egress: r.get(5),
+                account: r.get(6),
+            };
+            out.entry(row.store_id.clone()).or_default().push(row);
+        }
+        Ok(out)
     }
 
     /// Deletes login records older than `before`, and delivered or abandoned outbox rows and
