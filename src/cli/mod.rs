@@ -7,7 +7,7 @@ mod demo;
 mod init;
 mod mailbox;
 pub mod prompt;
-mod replicas;
+pub(crate) mod replicas;
 pub mod run;
 pub mod status;
 mod store;

@@ -40,7 +40,12 @@ pub fn fleet_target(config: &Config, identity: Option<&Identity>) -> anyhow::Res
     })
 }
 
-fn password(config: &Config, identity: Option<&Identity>) -> anyhow::Result<Option<SecretString>> {
+/// The fleet database's password: the systemd credential `postgres`, else the vault entry
+/// `daemon/postgres`, else none.
+pub(super) fn password(
+    config: &Config,
+    identity: Option<&Identity>,
+) -> anyhow::Result<Option<SecretString>> {
     if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
         let path = Path::new(&dir).join(CREDENTIAL);
         if path.exists() {

@@ -78,18 +78,15 @@ pub fn vault_problems(config: &Config, vault: &Vault, identity: &Identity) -> Ve
 pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     let config = Arc::new(load_config(config_path)?);
-    if let crate::config::StateLocation::Postgres { .. } = config.daemon.state {
-        return Err(anyhow!(
-            "{}: [daemon] state names a PostgreSQL fleet database; this build's daemon keeps its \
-             checks, incidents and outbox in SQLite on one box, and the fleet database serves \
-             `storeguard replicas` and `vault import`/`vault export` so far\n  help: remove \
-             [daemon] state to run the daemon on this box",
-            config.path.display()
-        ));
-    }
     // Held until the process exits: one daemon per state directory.
     let _state_lock = lock_state_dir(&config.daemon.state_dir)?;
     let identity = Arc::new(super::load_identity(&config)?);
+    let fleet_password = match config.daemon.state {
+        crate::config::StateLocation::Postgres { .. } => {
+            super::replicas::password(&config, Some(&identity))?
+        }
+        crate::config::StateLocation::Sqlite => None,
+    };
     let vault = Vault::open(&config.daemon.vault_dir)?;
     let stale = vault.clean_stale_temp_files()?;
     if stale > 0 {
@@ -137,6 +134,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             daemon::Options {
                 api_token,
                 heartbeat_url,
+                fleet_password,
                 limits: daemon::Limits::default().for_open_files(nofile),
                 ..daemon::Options::default()
             },

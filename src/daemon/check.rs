@@ -9,13 +9,21 @@ use crate::state::CheckWrite;
 /// decision runs under the store-map lock, so marketplace-wide grouping sees a consistent
 /// picture and two checks cannot both open the same grouped incident.
 pub async fn run_check(shared: &Shared, store: &Store, manual: bool) {
+    // Replica mode: only the holder of the store's shard probes it, under that lease.
+    let fence = match shared.state.leases() {
+        None => None,
+        Some(leases) => match leases.fence_for_store(&store.id, std::time::Instant::now()) {
+            Some(f) => Some(f),
+            None => return,
+        },
+    };
     let live = shared.live();
     let started = shared.clock.now();
     let Some(outcome) = live.probe.check(&store.id, started).await else {
         return;
     };
     let now = shared.clock.now();
-    let queued = decide(shared, &live, store, outcome, manual, now);
+    let queued = decide(shared, &live, store, outcome, manual, fence, now);
     let result = match queued {
         Ok((queued, committed, raised)) => {
             let result = commit::wait(shared, queued, committed).await;
@@ -86,6 +94,7 @@ fn decide(
     store: &Store,
     outcome: Outcome,
     manual: bool,
+    fence: Option<crate::replica::Fence>,
     now: DateTime<Utc>,
 ) -> Queued {
     let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,7 +192,10 @@ fn decide(
     if let Some(g) = &group {
         extra.push((group_id.as_str(), g));
     }
-    let write = CheckWrite::new(&outcome, &health, routed, backoff, &extra);
+    let write = CheckWrite::new(&outcome, &health, routed, backoff, &extra).map(|w| match fence {
+        Some(f) => w.fenced(f),
+        None => w,
+    });
     drop(extra);
     shared.metrics.record_check(&outcome);
     note_outage(shared, &store.id, &outcome);
@@ -250,7 +262,18 @@ pub(super) fn fault_alert(
     detail: Option<String>,
     now: DateTime<Utc>,
 ) {
-    let mut slot = shared.fault_event.lock().unwrap_or_else(|e| e.into_inner());
+    fault_alert_in(shared, &shared.fault_event, live, detail, now);
+}
+
+/// [`fault_alert`] for the incident kept in `slot` (the state database's, or the leases').
+pub(super) fn fault_alert_in(
+    shared: &Shared,
+    slot: &Mutex<Option<AlertEvent>>,
+    live: &Live,
+    detail: Option<String>,
+    now: DateTime<Utc>,
+) {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
     let event = match detail {
         Some(d) => {
             let e = daemon_event(&d, now);

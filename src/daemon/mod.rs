@@ -7,6 +7,7 @@
 
 mod check;
 mod commit;
+mod fleet;
 mod housekeeping;
 pub mod mail;
 mod outbox;
@@ -213,6 +214,8 @@ pub struct Shared {
     pub api_token: RwLock<Option<secrecy::SecretString>>,
     /// The open alert about the state database, if writes are failing.
     fault_event: Mutex<Option<AlertEvent>>,
+    /// The open alert about shard leases this replica lost (replica mode).
+    lease_fault: Mutex<Option<AlertEvent>>,
     /// Ad-hoc silences (`storeguard silence`), store id → until.
     pub silences: Mutex<HashMap<String, DateTime<Utc>>>,
     check_now: mpsc::UnboundedSender<String>,
@@ -255,6 +258,8 @@ pub struct Options {
     pub api_token: Option<secrecy::SecretString>,
     /// Dead-man's switch: pinged every minute while healthy, `<url>/fail` when not.
     pub heartbeat_url: Option<secrecy::SecretString>,
+    /// Replica mode: the fleet database's password, when it asks for one.
+    pub fleet_password: Option<secrecy::SecretString>,
 }
 
 impl Default for Options {
@@ -264,6 +269,7 @@ impl Default for Options {
             limits: Limits::default(),
             api_token: None,
             heartbeat_url: None,
+            fleet_password: None,
         }
     }
 }
@@ -375,8 +381,15 @@ pub async fn run(
         limits,
         api_token,
         heartbeat_url,
+        fleet_password,
     } = options;
-    let state = Arc::new(Backend::Sqlite(State::open(&config.daemon.state_dir)?));
+    let (state, replica) = match fleet::open(&config, fleet_password).await? {
+        Some((backend, replica)) => (Arc::new(backend), Some(replica)),
+        None => (
+            Arc::new(Backend::Sqlite(State::open(&config.daemon.state_dir)?)),
+            None,
+        ),
+    };
     state.quick_check()?;
     let (probe, sender) = parts.build(&config)?;
     let mut mem = HashMap::new();
@@ -421,6 +434,7 @@ pub async fn run(
         api_token: RwLock::new(api_token),
         silences: Mutex::new(silences),
         fault_event: Mutex::new(None),
+        lease_fault: Mutex::new(None),
         check_now: check_tx,
         outbox_kick: Notify::new(),
         replan: Notify::new(),
@@ -449,6 +463,9 @@ pub async fn run(
     tracker.spawn(housekeeping(shared.clone(), cancel.clone()));
     if let Some(url) = heartbeat_url {
         tracker.spawn(heartbeat(shared.clone(), url, cancel.clone()));
+    }
+    if let Some(replica) = replica {
+        tracker.spawn(fleet::lease_loop(shared.clone(), replica, cancel.clone()));
     }
     let checks = TaskTracker::new();
     let sched = tokio::spawn(schedule_loop(

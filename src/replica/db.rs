@@ -63,6 +63,8 @@ CREATE TABLE checks (
     latency_ms BIGINT NOT NULL,
     egress TEXT,
     account TEXT,
+    -- The replica that made the check.
+    replica TEXT NOT NULL,
     PRIMARY KEY (store, at_ms)
 );
 CREATE TABLE incidents (

@@ -12,8 +12,8 @@ pub use db::{Db, DbError, Fence, Fleet, LeaseRow, ReplicaRow, StoredEntry, Targe
 pub use plan::{DEFAULT_LEASE_TTL, DEFAULT_SHARDS, Held, shard_of};
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Counters of one replica, for `/metrics` and the `replicas` table.
@@ -204,6 +204,13 @@ impl Replica {
                 })
             })
             .collect();
+        // Checks stop using a shard before the database lets anyone else take it.
+        if !give.is_empty() {
+            let mut published = self.leases.held.write().unwrap_or_else(|e| e.into_inner());
+            for f in &give {
+                published.remove(&f.shard);
+            }
+        }
         self.db.release(&give).await?;
         report.released = give.iter().map(|f| f.shard).collect();
         for shard in plan.acquire {
@@ -282,6 +289,7 @@ impl Replica {
     pub async fn leave(mut self) -> Result<(), DbError> {
         let fences = self.fences_held();
         self.held.clear();
+        self.publish();
         self.db.release(&fences).await?;
         self.db.leave().await
     }

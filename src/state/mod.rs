@@ -24,9 +24,9 @@ mod pg;
 #[cfg(test)]
 mod tests;
 
+pub use backend::{Backend, Fleet};
 pub use mail::{MailCursor, MailRecord};
 use outbox::record_event;
-pub use backend::{Backend, Fleet};
 pub use pg::PgState;
 
 /// State file name inside `state_dir`.

@@ -185,10 +185,10 @@ impl PgState {
             .get(0);
         let st = tx
             .prepare_cached(
-                "INSERT INTO checks (store, at_ms, status, findings, latency_ms, egress, account)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO checks (store, at_ms, status, findings, latency_ms, egress, account, replica)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (store, at_ms) DO UPDATE SET status = $3, findings = $4,
-                     latency_ms = $5, egress = $6, account = $7",
+                     latency_ms = $5, egress = $6, account = $7, replica = $8",
             )
             .await
             .map_err(|e| self.err(e))?;
@@ -202,6 +202,7 @@ impl PgState {
                 &row.latency_ms,
                 &row.egress,
                 &row.account,
+                &self.db.me(),
             ],
         )
         .await

@@ -248,6 +248,45 @@ pub fn render(shared: &Shared) -> String {
         "Failed writes to the state database (e.g. disk full).",
         shared.metrics.state_write_errors.load(Ordering::Relaxed),
     );
+    if let Some(leases) = shared.state.leases() {
+        let stats = leases.stats();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        single(
+            &mut out,
+            "storeguard_replica_leases_held",
+            "gauge",
+            "Shard leases this replica holds and acts on now.",
+            leases.trusted(std::time::Instant::now()).len(),
+        );
+        single(
+            &mut out,
+            "storeguard_replica_takeovers_total",
+            "counter",
+            "Shard leases taken after their previous holder's had expired.",
+            load(&stats.takeovers),
+        );
+        single(
+            &mut out,
+            "storeguard_replica_leases_lost_total",
+            "counter",
+            "Shard leases this replica could not renew in time.",
+            load(&stats.lost),
+        );
+        single(
+            &mut out,
+            "storeguard_replica_fenced_writes_refused_total",
+            "counter",
+            "Writes the fleet database refused because this replica's lease term was stale.",
+            load(&stats.fenced_refusals),
+        );
+        single(
+            &mut out,
+            "storeguard_replica_failed_ticks_total",
+            "counter",
+            "Lease renewals that could not reach the fleet database.",
+            load(&stats.failed_ticks),
+        );
+    }
     single(
         &mut out,
         "storeguard_state_commits_total",

@@ -448,7 +448,7 @@ fn the_fleet_database_is_refused_with_a_reason_when_the_config_is_wrong() {
             "{extra}: {err}"
         );
     }
-    // The daemon does not pretend to run on the fleet database before it does.
+    // A fleet database that does not answer stops the daemon at start, saying what to check.
     std::fs::write(
         s.config(),
         text.replacen(
@@ -460,10 +460,24 @@ fn the_fleet_database_is_refused_with_a_reason_when_the_config_is_wrong() {
     .unwrap();
     let out = s.run(&["run"], None);
     assert!(!out.status.success());
+    let err = out.stderr_str();
+    assert!(err.contains("PostgreSQL") && err.contains("help:"), "{err}");
+    // Stores whose tokens rotate are refused in replica mode (their tokens would fork).
+    std::fs::write(s.config(), &text).unwrap();
+    s.add_store_doc("plain", "client_id = \"1\"\napi_key = \"k\"\n");
+    let with_state = std::fs::read_to_string(s.config()).unwrap().replacen(
+        "[daemon]\n",
+        "[daemon]\nstate = \"postgres://sg@127.0.0.1:9/sg\"\n",
+        1,
+    );
+    let shopee = "\n[[store]]\nid = \"shopee-my\"\nname = \"Shopee\"\nmarketplace = \"shopee\"\naccount = \"1\"\n";
+    std::fs::write(s.config(), format!("{with_state}{shopee}")).unwrap();
+    let out = s.run(&["run"], None);
+    let err = out.stderr_str();
+    assert!(!out.status.success());
     assert!(
-        out.stderr_str().contains("remove [daemon] state"),
-        "{}",
-        out.stderr_str()
+        err.contains("rotate refresh tokens") && err.contains("shopee-my"),
+        "{err}"
     );
     // On one box, the fleet's commands say why they do not apply.
     std::fs::write(s.config(), &text).unwrap();
@@ -804,5 +818,222 @@ mod state {
             .unwrap();
         assert_eq!(st.prune(now - chrono::Duration::days(90)).await.unwrap(), 1);
         assert_eq!(st.history("ozon-main", old, 10).await.unwrap().len(), 1);
+    }
+}
+
+mod daemons {
+    //! Real `storeguard run` processes as replicas of one fleet, on the fake Ozon.
+    use super::*;
+    use crate::util::proc::{Daemon, ozon, world};
+    use crate::util::receiver::Receiver;
+
+    const STORES: usize = 30;
+    const SHARDS: u32 = 16;
+    const LEASE: Duration = Duration::from_secs(2);
+
+    /// The world's config for replica `name`: the fleet database, its own state_dir.
+    fn replica_config(w: &storeguard::demo::World, url: &str, name: &str) -> std::path::PathBuf {
+        let text = std::fs::read_to_string(&w.config_path).unwrap();
+        let text = text.replacen(
+            "[daemon]\nstate_dir = \"state\"\n",
+            &format!(
+                "[daemon]\nstate = \"{url}\"\nreplica = \"{name}\"\nstate_dir = \"state-{name}\"\n"
+            ),
+            1,
+        ) + &format!(
+            "\n[replicas]\nshards = {SHARDS}\nlease_ttl = \"{}s\"\n",
+            LEASE.as_secs()
+        );
+        let path = w.path().join(format!("storeguard-{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn start(w: &storeguard::demo::World, url: &str, name: &str) -> Daemon {
+        let mut c = std::process::Command::new(crate::util::BIN);
+        c.arg("--config")
+            .arg(replica_config(w, url, name))
+            .arg("run")
+            .env("STOREGUARD_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("CREDENTIALS_DIRECTORY");
+        let d = Daemon::spawn(c, w.path().join(format!("daemon-{name}.log")));
+        assert_ne!(d.addr(), "127.0.0.1:0", "{name} did not start: {}", d.log());
+        d
+    }
+
+    /// The database's clock, in Unix ms.
+    fn db_now(pg: &Postgres) -> i64 {
+        pg.sql(
+            "fleet",
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+        )
+        .parse()
+        .unwrap()
+    }
+
+    /// (store, second, replicas) where more than one replica checked a store within one
+    /// second of the schedule, since `from` (ms).
+    fn double_probes(pg: &Postgres, from: i64) -> String {
+        pg.sql(
+            "fleet",
+            &format!(
+                "SELECT string_agg(x, '; ') FROM (
+                     SELECT s.store_id || ' @' || (c.at_ms / 1000) || ': ' || string_agg(DISTINCT c.replica, ',') AS x
+                     FROM checks c JOIN stores s ON s.id = c.store WHERE c.at_ms >= {from}
+                     GROUP BY s.store_id, c.at_ms / 1000 HAVING count(DISTINCT c.replica) > 1) d"
+            ),
+        )
+    }
+
+    /// Stores with a check by `replica` at or after `from`.
+    fn checked_by(pg: &Postgres, replica: &str, from: i64) -> usize {
+        pg.sql(
+            "fleet",
+            &format!(
+                "SELECT count(DISTINCT c.store) FROM checks c WHERE c.replica = '{replica}' AND c.at_ms >= {from}"
+            ),
+        )
+        .parse()
+        .unwrap()
+    }
+
+    fn checked(pg: &Postgres, from: i64) -> usize {
+        pg.sql(
+            "fleet",
+            &format!("SELECT count(DISTINCT c.store) FROM checks c WHERE c.at_ms >= {from}"),
+        )
+        .parse()
+        .unwrap()
+    }
+
+    async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_split_the_stores_take_over_a_killed_one_and_fence_a_stopped_one() {
+        let pg = Postgres::start();
+        let url = pg.database("fleet");
+        let receiver = Receiver::start().await;
+        let stores: Vec<_> = (0..STORES).map(|i| ozon(&format!("ozon-{i:02}"))).collect();
+        let w = world(stores, &receiver, "1h").await;
+        let a = start(&w, &url, "host-a");
+        let b = start(&w, &url, "host-b");
+        // Settled: each holds half the shards, and every store has been checked.
+        let held = |name: &str| -> usize {
+            pg.sql(
+                "fleet",
+                &format!("SELECT count(*) FROM leases WHERE holder = '{name}' AND until > now()"),
+            )
+            .parse()
+            .unwrap()
+        };
+        until(Duration::from_secs(30), "the leases split 8/8", || {
+            held("host-a") == 8 && held("host-b") == 8
+        })
+        .await;
+        let settled = db_now(&pg);
+        until(
+            Duration::from_secs(30),
+            "every store checked after settling",
+            || checked(&pg, settled) == STORES,
+        )
+        .await;
+        // Each replica checks only the stores of its shards, never both the same store.
+        let (by_a, by_b) = (
+            checked_by(&pg, "host-a", settled),
+            checked_by(&pg, "host-b", settled),
+        );
+        assert_eq!(by_a + by_b, STORES, "a {by_a}, b {by_b}");
+        assert!(by_a > 0 && by_b > 0);
+        assert_eq!(double_probes(&pg, settled), "");
+
+        // SIGKILL a: b checks every store again within the lease plus a tick and a schedule.
+        a.kill9();
+        let killed = db_now(&pg);
+        let took = until(
+            Duration::from_secs(30),
+            "b checks every store after the kill",
+            || checked_by(&pg, "host-b", killed) == STORES,
+        )
+        .await;
+        let bound = LEASE + LEASE / 3 + Duration::from_secs(1) + Duration::from_secs(2);
+        eprintln!("a killed: b checked all {STORES} stores {took:?} later (lease {LEASE:?})");
+        assert!(
+            took <= bound,
+            "takeover took {took:?}; the bound is {bound:?}"
+        );
+        assert_eq!(double_probes(&pg, settled), "");
+
+        // a comes back; then b is stopped past its lease and continued: it probes nothing
+        // while stopped, its leases are lost, and no store is ever checked by two at once.
+        let a = start(&w, &url, "host-a");
+        until(Duration::from_secs(30), "the leases split again", || {
+            held("host-a") == 8 && held("host-b") == 8
+        })
+        .await;
+        b.signal(nix::sys::signal::Signal::SIGSTOP);
+        let stopped = db_now(&pg);
+        until(Duration::from_secs(30), "a holds every shard", || {
+            held("host-a") == 16
+        })
+        .await;
+        until(Duration::from_secs(30), "a checks every store", || {
+            checked_by(&pg, "host-a", stopped) == STORES
+        })
+        .await;
+        b.signal(nix::sys::signal::Signal::SIGCONT);
+        let metrics = |d: &Daemon| {
+            let d = d.api.clone();
+            async move {
+                reqwest::get(format!("{d}/metrics"))
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()
+            }
+        };
+        let mut lost = 0.0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lost < 1.0 {
+            assert!(
+                Instant::now() < deadline,
+                "b never noticed its leases were gone"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some(text) = metrics(&b).await {
+                lost = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("storeguard_replica_leases_lost_total "))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0);
+            }
+        }
+        until(
+            Duration::from_secs(30),
+            "the leases split once more",
+            || held("host-a") == 8 && held("host-b") == 8,
+        )
+        .await;
+        assert_eq!(double_probes(&pg, settled), "");
+        let text = metrics(&a).await.unwrap();
+        assert!(text.contains("storeguard_replica_leases_held 8"), "{text}");
+        // The stores are healthy: the only alerts are b's lost leases, none sent twice.
+        let got = receiver.delivered();
+        let ids: Vec<String> = got.iter().map(|r| r.field("event_id")).collect();
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+        for r in &got {
+            assert_eq!(r.field("finding"), "daemon_fault", "{}", r.field("detail"));
+        }
+        drop(a);
+        drop(b);
     }
 }

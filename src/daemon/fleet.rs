@@ -1,0 +1,199 @@
+//! Replica mode: joining the fleet, the lease loop, and what taking a shard over reloads.
+//!
+//! A store is checked only by the replica whose lease covers its shard ([`Leases`]); its
+//! check is written under that lease's fence, and its alerts are delivered by the same
+//! replica. When a lease is taken, the stores of its shard are read back from the database
+//! (what the previous holder last wrote) before this replica checks any of them.
+
+use super::*;
+use crate::config::StateLocation;
+use crate::replica::{Db, Replica, Target, plan};
+use crate::state::{Fleet, PgState};
+
+/// Marketplaces whose probes rotate refresh tokens (written back to the vault on every
+/// refresh): in replica mode they need the vault in the database, which the daemon does not
+/// read yet, so they are refused rather than left to spend one token on two replicas.
+fn rotates_tokens(m: crate::model::Marketplace) -> bool {
+    use crate::model::Marketplace::*;
+    matches!(m, Alibaba | Aliexpress | Lazada | Shopee | TiktokShop)
+}
+
+/// What replica mode cannot run yet, said before anything starts.
+fn unsupported(config: &Config) -> Option<String> {
+    let rotating: Vec<&str> = config
+        .stores
+        .iter()
+        .filter(|s| s.enabled && rotates_tokens(s.marketplace))
+        .map(|s| s.id.as_str())
+        .collect();
+    if !rotating.is_empty() {
+        let shown: Vec<&str> = rotating.iter().take(5).copied().collect();
+        return Some(format!(
+            "{} store(s) rotate refresh tokens ({}{}): with several replicas their tokens must live in the fleet database, which this build's daemon does not read yet\n  help: run those stores on a single-box storeguard (without [daemon] state), or disable them here",
+            rotating.len(),
+            shown.join(", "),
+            if rotating.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    }
+    if !config.mailboxes.is_empty() {
+        return Some(
+            "[[mailbox]] watchers do not run on several replicas yet\n  help: watch the mailboxes from a single-box storeguard, or remove them here".into(),
+        );
+    }
+    None
+}
+
+/// Joins the fleet: checks the config, migrates the database, takes a first share of the
+/// leases. Returns the state backend and the replica (for [`lease_loop`]).
+pub(super) async fn open(
+    config: &Config,
+    password: Option<secrecy::SecretString>,
+) -> anyhow::Result<Option<(Backend, Replica)>> {
+    let StateLocation::Postgres { url } = &config.daemon.state else {
+        return Ok(None);
+    };
+    if let Some(why) = unsupported(config) {
+        anyhow::bail!("replica mode: {why}");
+    }
+    let ttl = config.replicas.lease_ttl;
+    let target = Target {
+        url: url.clone(),
+        password,
+        replica: config.daemon.replica.clone(),
+        timeout: plan::tick(ttl),
+    };
+    // Two pools: the lease loop's connections live on the daemon's runtime, the state's on
+    // the fleet backend's own.
+    let mut replica = Replica::join(Db::new(&target)?, config.replicas.shards, ttl).await?;
+    let first = replica.tick().await?;
+    replica.publish();
+    tracing::info!(
+        replica = %config.daemon.replica,
+        shards = first.acquired.len(),
+        of = config.replicas.shards,
+        "joined the fleet"
+    );
+    let pg = PgState::new(Db::new(&target)?, config.replicas.shards);
+    let fleet = Fleet::new(pg, replica.leases())?;
+    Ok(Some((Backend::Fleet(fleet), replica)))
+}
+
+/// Renews, rebalances and takes over leases every [`plan::tick`] until shutdown, then gives
+/// every lease back so the others take over at once.
+pub(super) async fn lease_loop(
+    shared: Arc<Shared>,
+    mut replica: Replica,
+    cancel: CancellationToken,
+) {
+    let mut every = tokio::time::interval(plan::tick(replica.ttl()));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        match replica.tick().await {
+            Ok(report) => {
+                if failing {
+                    tracing::info!("the fleet database answers again");
+                    failing = false;
+                }
+                if !report.acquired.is_empty() {
+                    reload_shards(&shared, replica.shards(), &report.acquired);
+                }
+                replica.publish();
+                if !report.acquired.is_empty() || !report.released.is_empty() {
+                    tracing::info!(
+                        acquired = report.acquired.len(),
+                        taken_over = report.took_over.len(),
+                        released = report.released.len(),
+                        "shard leases moved"
+                    );
+                    shared.outbox_kick.notify_one();
+                }
+                if !report.lost.is_empty() {
+                    let live = shared.live();
+                    tracing::warn!(shards = report.lost.len(), "shard leases lost");
+                    lease_alert(
+                        &shared,
+                        &live,
+                        Some(format!(
+                            "replica {} lost {} shard lease(s) it could not renew in time; their stores are checked by the other replicas",
+                            shared.live().config.daemon.replica,
+                            report.lost.len()
+                        )),
+                    );
+                } else if !report.acquired.is_empty()
+                    || !replica.trusted(std::time::Instant::now()).is_empty()
+                {
+                    let live = shared.live();
+                    lease_alert(&shared, &live, None);
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("cannot renew the shard leases: {e}");
+                    failing = true;
+                }
+            }
+        }
+    }
+    if let Err(e) = replica.leave().await {
+        tracing::warn!("could not hand the shard leases back (they expire on their own): {e}");
+    }
+}
+
+/// Reads back the rows of the stores in `shards` (written by their previous holder).
+fn reload_shards(shared: &Shared, shards: u32, taken: &[u32]) {
+    let live = shared.live();
+    let ids: Vec<String> = live
+        .config
+        .stores
+        .iter()
+        .filter(|s| taken.contains(&crate::replica::shard_of(&s.id, shards)))
+        .map(|s| s.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    let rows = match shared.state.load_stores_of(&ids) {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!("cannot read the stores of the shards taken over: {e}");
+            return;
+        }
+    };
+    let now = shared.clock.now();
+    let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
+    for row in rows {
+        if let Some(last) = &row.last_outcome {
+            live.probe.remember(&row.store_id, &last.facts);
+        }
+        let m = mem.entry(row.store_id.clone()).or_default();
+        m.health = row.health;
+        m.last = row.last_outcome;
+        m.backoff = Backoff {
+            until: row.backoff_until,
+            level: row.backoff_level,
+        }
+        .bounded(now);
+    }
+}
+
+/// The `daemon_fault` of lost leases: opened once per streak, resolved when leases are held
+/// again. Sent directly, like the state database's own fault: the database may be what
+/// failed.
+fn lease_alert(shared: &Shared, live: &Live, detail: Option<String>) {
+    check::fault_alert_in(
+        shared,
+        &shared.lease_fault,
+        live,
+        detail,
+        shared.clock.now(),
+    );
+}
