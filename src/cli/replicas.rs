@@ -77,6 +77,24 @@ pub(super) fn password(
     Ok(doc.get("password").cloned())
 }
 
+/// The state `status`, `history` and `silence` read: the SQLite file (read-only unless
+/// `write`), or the fleet's database.
+pub(crate) fn open_state(config: &Config, write: bool) -> anyhow::Result<crate::state::Backend> {
+    use crate::state::{Backend, Fleet, PgState, State};
+    Ok(match &config.daemon.state {
+        StateLocation::Sqlite if write => Backend::Sqlite(State::open(&config.daemon.state_dir)?),
+        StateLocation::Sqlite => Backend::Sqlite(State::open_read_only(&config.daemon.state_dir)?),
+        StateLocation::Postgres { .. } => {
+            let target = fleet_target(config, None)?;
+            let pg = PgState::new(Db::new(&target)?, config.replicas.shards);
+            Backend::Fleet(Fleet::new(
+                pg,
+                crate::replica::Leases::none(config.replicas.shards),
+            )?)
+        }
+    })
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()

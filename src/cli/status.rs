@@ -2,7 +2,6 @@
 
 use super::load_config;
 use crate::config::Config;
-use crate::state::State;
 use crate::web::view::StoreView;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -93,7 +92,7 @@ async fn from_daemon(config: &Config) -> Option<Vec<StoreView>> {
 }
 
 fn from_state(config: &Config) -> anyhow::Result<Vec<StoreView>> {
-    let state = State::open_read_only(&config.daemon.state_dir)?;
+    let state = super::replicas::open_state(config, false)?;
     let rows = state.load_stores()?;
     Ok(crate::web::view::from_state(config, &rows, Utc::now()))
 }
@@ -260,7 +259,7 @@ pub fn silence(config_path: &Path, args: SilenceArgs) -> anyhow::Result<ExitCode
         Some((status, body)) => anyhow::bail!("the daemon answered {status}: {}", body.trim()),
         None => {
             let until = Utc::now() + chrono::Duration::from_std(duration)?;
-            State::open(&config.daemon.state_dir)?.set_silence(&args.store, until)?;
+            super::replicas::open_state(&config, true)?.set_silence(&args.store, until)?;
             println!(
                 "{} silenced until {} (daemon not running; it applies at start)",
                 args.store,
@@ -281,7 +280,7 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
         );
     }
     let since = crate::duration::parse(&args.since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
-    let state = State::open_read_only(&config.daemon.state_dir)?;
+    let state = super::replicas::open_state(&config, false)?;
     let from = crate::duration::before(Utc::now(), since).context("--since is too large")?;
     let mut rows = state.timeline(&args.store, from, args.limit)?;
     let mail = state.mail_records_since(Some(&args.store), from, args.limit)?;

@@ -92,6 +92,7 @@ pub(super) async fn lease_loop(
     let mut every = tokio::time::interval(plan::tick(replica.ttl()));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut seen_version = 0;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -107,6 +108,7 @@ pub(super) async fn lease_loop(
                     reload_shards(&shared, replica.shards(), &report.acquired);
                 }
                 replica.publish();
+                seen_version = follow_others(&shared, replica.shards(), seen_version);
                 if !report.acquired.is_empty() || !report.released.is_empty() {
                     tracing::info!(
                         acquired = report.acquired.len(),
@@ -183,6 +185,41 @@ fn reload_shards(shared: &Shared, shards: u32, taken: &[u32]) {
         }
         .bounded(now);
     }
+}
+
+/// Copies what the other replicas wrote about their stores into memory, so that the status
+/// page, the API and marketplace-wide grouping see the whole fleet. The stores of shards this
+/// replica holds are its own to know; they are left alone. Returns the newest version seen.
+fn follow_others(shared: &Shared, shards: u32, since: i64) -> i64 {
+    let (rows, newest) = match shared.state.stores_changed_since(since) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!("cannot follow the other replicas' stores: {e}");
+            return since;
+        }
+    };
+    if rows.is_empty() {
+        return newest;
+    }
+    let mine: std::collections::HashSet<u32> = shared
+        .state
+        .leases()
+        .map(|l| l.trusted(std::time::Instant::now()).into_iter().collect())
+        .unwrap_or_default();
+    let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
+    for row in rows {
+        if mine.contains(&crate::replica::shard_of(&row.store_id, shards)) {
+            continue;
+        }
+        let m = mem.entry(row.store_id).or_default();
+        m.health = row.health;
+        m.last = row.last_outcome;
+        m.backoff = Backoff {
+            until: row.backoff_until,
+            level: row.backoff_level,
+        };
+    }
+    newest
 }
 
 /// The `daemon_fault` of lost leases: opened once per streak, resolved when leases are held

@@ -47,14 +47,18 @@ CREATE TABLE vault_entries (
     "
 -- The daemon's state, as in the SQLite file (times in Unix ms): every replica reads every
 -- store's, and writes only those of the shards it holds.
+CREATE SEQUENCE store_versions;
 CREATE TABLE stores (
     id BIGSERIAL PRIMARY KEY,
     store_id TEXT NOT NULL UNIQUE,
     health TEXT NOT NULL DEFAULT '{}',
     last_outcome TEXT,
     backoff_until_ms BIGINT,
-    backoff_level INTEGER NOT NULL DEFAULT 0
+    backoff_level INTEGER NOT NULL DEFAULT 0,
+    -- Raised by every write: replicas follow the stores they do not hold by it.
+    version BIGINT NOT NULL DEFAULT nextval('store_versions')
 );
+CREATE INDEX stores_version ON stores (version);
 CREATE TABLE checks (
     store BIGINT NOT NULL,
     at_ms BIGINT NOT NULL,

@@ -39,6 +39,16 @@ pub struct Leases {
 }
 
 impl Leases {
+    /// No lease at all: for a reader of the fleet's state (the command line), which acts on
+    /// no shard.
+    pub fn none(shards: u32) -> Arc<Leases> {
+        Arc::new(Leases {
+            shards,
+            held: RwLock::new(BTreeMap::new()),
+            stats: Arc::default(),
+        })
+    }
+
     fn held(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u32, Held>> {
         self.held.read().unwrap_or_else(|e| e.into_inner())
     }

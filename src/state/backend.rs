@@ -134,6 +134,15 @@ impl Backend {
         }
     }
 
+    /// Replica mode: the stores written since `version` by any replica, and the newest
+    /// version (one box: nothing).
+    pub fn stores_changed_since(&self, version: i64) -> Result<(Vec<StoreRow>, i64), StateError> {
+        match self {
+            Backend::Sqlite(_) => Ok((Vec::new(), version)),
+            Backend::Fleet(f) => f.run(f.pg.stores_changed_since(version)),
+        }
+    }
+
     /// Writes finished checks together; returns the positions of those refused because their
     /// fence was stale (never any on one box).
     pub fn record_checks(&self, rows: &[&CheckWrite]) -> Result<Vec<usize>, StateError> {

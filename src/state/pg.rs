@@ -84,6 +84,26 @@ impl PgState {
         rows.iter().map(store_row).collect()
     }
 
+    /// The stores written since `version` (by any replica), and the newest version seen: a
+    /// replica follows the stores it does not hold with this, a few rows per tick.
+    pub async fn stores_changed_since(
+        &self,
+        version: i64,
+    ) -> Result<(Vec<StoreRow>, i64), StateError> {
+        let rows = self
+            .query(
+                "SELECT store_id, health, last_outcome, backoff_until_ms, backoff_level, version
+                 FROM stores WHERE version > $1 ORDER BY version",
+                &[&version],
+            )
+            .await?;
+        let newest = rows.last().map_or(version, |r| r.get(5));
+        Ok((
+            rows.iter().map(store_row).collect::<Result<_, _>>()?,
+            newest,
+        ))
+    }
+
     /// Records finished checks in one transaction. A check whose fence is stale (its shard
     /// was taken over) is not written; the positions of those are returned. The others are
     /// written together, each with its alerts.
@@ -150,7 +170,8 @@ impl PgState {
         let upsert_health = tx
             .prepare_cached(
                 "INSERT INTO stores (store_id, health) VALUES ($1, $2)
-                 ON CONFLICT (store_id) DO UPDATE SET health = $2",
+                 ON CONFLICT (store_id) DO UPDATE SET health = $2,
+                     version = nextval('store_versions')",
             )
             .await
             .map_err(|e| self.err(e))?;
@@ -164,7 +185,7 @@ impl PgState {
                 "INSERT INTO stores (store_id, health, last_outcome, backoff_until_ms, backoff_level)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (store_id) DO UPDATE SET health = $2, last_outcome = $3,
-                     backoff_until_ms = $4, backoff_level = $5
+                     backoff_until_ms = $4, backoff_level = $5, version = nextval('store_versions')
                  RETURNING id",
             )
             .await

@@ -953,6 +953,44 @@ mod daemons {
         assert_eq!(by_a + by_b, STORES, "a {by_a}, b {by_b}");
         assert!(by_a > 0 && by_b > 0);
         assert_eq!(double_probes(&pg, settled), "");
+        // Either replica's API shows every store of the fleet, its own and the other's.
+        for d in [&a, &b] {
+            let mut seen = 0;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while seen < STORES {
+                assert!(Instant::now() < deadline, "{} sees {seen} stores", d.api);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                seen = d.stores().await.map_or(0, |v| {
+                    v.as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|s| s["status"] == "OK")
+                        .count()
+                });
+            }
+        }
+        // So do `status` and `history` on the command line, read from the fleet database.
+        let cfg = replica_config(&w, &url, "host-c");
+        let cli = |args: &[&str]| {
+            std::process::Command::new(crate::util::BIN)
+                .arg("--config")
+                .arg(&cfg)
+                .args(args)
+                .env_remove("CREDENTIALS_DIRECTORY")
+                .output()
+                .unwrap()
+        };
+        let out = cli(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        let ok = v
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|s| s["status"] == "OK").count());
+        assert_eq!(ok, STORES, "{v}");
+        let out = cli(&["history", "ozon-00", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        assert!(!v.as_array().unwrap().is_empty(), "{v}");
 
         // SIGKILL a: b checks every store again within the lease plus a tick and a schedule.
         a.kill9();
