@@ -4,7 +4,7 @@
 
 use super::{Row, median, process_cpu, row, runs_note};
 use std::time::{Duration, Instant};
-use storeguard::replica::{Db, Replica, StoredEntry, Target, plan};
+use storeguard::replica::{Db, Expect, Replica, StoredEntry, Target, plan};
 
 #[allow(dead_code)]
 #[path = "../../tests/it/util/pg.rs"]
@@ -148,7 +148,7 @@ pub fn bench_fleet(args: &super::Args, rows: &mut Vec<Row>) -> anyhow::Result<()
                             generation: 1,
                         };
                         let t = Instant::now();
-                        db.vault_put_fenced(f, &e, None).await?;
+                        db.vault_put_fenced(f, &e, Expect::Any).await?;
                         lat.push(t.elapsed().as_secs_f64() * 1e3);
                     }
                     Ok::<_, anyhow::Error>(lat)

@@ -26,15 +26,25 @@ const CREDENTIAL: &str = "postgres";
 /// password from the systemd credential `postgres` or the vault entry `daemon/postgres`
 /// (neither is needed when the server trusts this host).
 pub fn fleet_target(config: &Config, identity: Option<&Identity>) -> anyhow::Result<Target> {
-    let StateLocation::Postgres { url } = &config.daemon.state else {
+    let StateLocation::Postgres { .. } = &config.daemon.state else {
         bail!(
             "{}: [daemon] state is SQLite in state_dir (one box)\n  help: for several replicas set [daemon] state = \"postgres://storeguard@HOST/storeguard\"",
             config.path.display()
         );
     };
+    fleet_target_with(config, password(config, identity)?)
+}
+
+fn fleet_target_with(config: &Config, password: Option<SecretString>) -> anyhow::Result<Target> {
+    let StateLocation::Postgres { url } = &config.daemon.state else {
+        bail!(
+            "{}: [daemon] state is SQLite in state_dir (one box)",
+            config.path.display()
+        );
+    };
     Ok(Target {
         url: url.clone(),
-        password: password(config, identity)?,
+        password,
         replica: config.daemon.replica.clone(),
         timeout: crate::replica::plan::tick(config.replicas.lease_ttl),
     })
@@ -265,6 +275,57 @@ fn fleet_table(fleet: &Fleet, ttl: chrono::Duration) -> String {
         ranges(&unheld)
     ));
     out
+}
+
+/// Before a replica starts: its vault files brought up to the fleet database's (created from
+/// the database's `recipients.txt` when this host has none yet), so it starts from the newest
+/// tokens whatever another replica rotated.
+pub(super) fn pull_at_start(
+    config: &Config,
+    identity: &Identity,
+    password: Option<SecretString>,
+) -> anyhow::Result<()> {
+    let target = fleet_target_with(config, password)?;
+    runtime()?.block_on(async {
+        let db = Db::new(&target)?;
+        db.migrate(config.replicas.shards).await?;
+        let dir = &config.daemon.vault_dir;
+        let vault = match Vault::open(dir) {
+            Ok(v) => v,
+            Err(crate::vault::VaultError::NoVault { .. }) => {
+                let Some(recipients) = db.vault_recipients().await? else {
+                    bail!(
+                        "{}: no vault here and none in the fleet database\n  help: on one replica, run `storeguard vault import DIR` with the vault directory",
+                        dir.display()
+                    );
+                };
+                Vault::create_with_recipients(dir, &recipients)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let pulled = crate::replica::vault_sync::pull(&db, &vault, identity, None).await?;
+        if pulled.written > 0 {
+            tracing::info!(entries = pulled.written, "vault entries read from the fleet database");
+        }
+        // Newer here: tokens this replica rotated and could not hand to the database before
+        // it stopped (a kill between the marketplace's answer and the commit), or an edit made
+        // here. Newer generations win, as with `vault import`.
+        if !pulled.local_newer.is_empty() {
+            let mut newer = Vec::new();
+            for name in &pulled.local_newer {
+                let id = EntryId::parse(name).map_err(|e| anyhow!(e))?;
+                newer.push(StoredEntry {
+                    entry: name.clone(),
+                    armored: vault.read_sealed(&id)?,
+                    generation: vault.generation(&id, identity)? as i64,
+                });
+            }
+            let recipients = vault.recipients_text()?;
+            let written = db.vault_import(&recipients, &newer).await?;
+            tracing::info!(entries = written.len(), "newer vault entries of this replica written to the fleet database");
+        }
+        Ok(())
+    })
 }
 
 /// `vault export DIR`: the database's entries as a vault directory the `age` CLI reads.

@@ -87,6 +87,9 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         crate::config::StateLocation::Sqlite => None,
     };
+    if let crate::config::StateLocation::Postgres { .. } = config.daemon.state {
+        super::replicas::pull_at_start(&config, &identity, fleet_password.clone())?;
+    }
     let vault = Vault::open(&config.daemon.vault_dir)?;
     let stale = vault.clean_stale_temp_files()?;
     if stale > 0 {

@@ -10,41 +10,51 @@ use crate::config::StateLocation;
 use crate::replica::{Db, Replica, Target, plan};
 use crate::state::{Fleet, PgState};
 
-/// Marketplaces whose probes rotate refresh tokens (written back to the vault on every
-/// refresh): in replica mode they need the vault in the database, which the daemon does not
-/// read yet, so they are refused rather than left to spend one token on two replicas.
-fn rotates_tokens(m: crate::model::Marketplace) -> bool {
-    use crate::model::Marketplace::*;
-    matches!(m, Alibaba | Aliexpress | Lazada | Shopee | TiktokShop)
-}
-
 /// What replica mode cannot run yet, said before anything starts.
 fn unsupported(config: &Config) -> Option<String> {
-    let rotating: Vec<&str> = config
-        .stores
-        .iter()
-        .filter(|s| s.enabled && rotates_tokens(s.marketplace))
-        .map(|s| s.id.as_str())
-        .collect();
-    if !rotating.is_empty() {
-        let shown: Vec<&str> = rotating.iter().take(5).copied().collect();
-        return Some(format!(
-            "{} store(s) rotate refresh tokens ({}{}): with several replicas their tokens must live in the fleet database, which this build's daemon does not read yet\n  help: run those stores on a single-box storeguard (without [daemon] state), or disable them here",
-            rotating.len(),
-            shown.join(", "),
-            if rotating.len() > shown.len() {
-                ", …"
-            } else {
-                ""
-            }
-        ));
-    }
     if !config.mailboxes.is_empty() {
         return Some(
             "[[mailbox]] watchers do not run on several replicas yet\n  help: watch the mailboxes from a single-box storeguard, or remove them here".into(),
         );
     }
     None
+}
+
+/// Rotated tokens, from the local vault file to the fleet database under the store's fence.
+pub(super) struct Tokens {
+    state: Arc<Backend>,
+    files: crate::vault::Vault,
+}
+
+impl Tokens {
+    pub(super) fn new(state: Arc<Backend>, files: crate::vault::Vault) -> Tokens {
+        Tokens { state, files }
+    }
+}
+
+impl crate::marketplace::TokenMirror for Tokens {
+    fn rotated(&self, entry: &crate::vault::EntryId, generation: u64) -> Result<(), String> {
+        let (Some(fleet), Some(leases)) = (self.state.fleet(), self.state.leases()) else {
+            return Ok(());
+        };
+        let fence = leases
+            .last_fence_for_store(&entry.name)
+            .ok_or("this replica no longer holds the store's shard")?;
+        let armored = self.files.read_sealed(entry).map_err(|e| e.to_string())?;
+        let stored = crate::replica::StoredEntry {
+            entry: entry.to_string(),
+            armored,
+            generation: generation as i64,
+        };
+        match fleet.push_entry(fence, &stored) {
+            Ok(()) => Ok(()),
+            Err(crate::state::StateError::Fleet(e)) if e.is_fenced() => {
+                leases.refused(fence);
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 /// Joins the fleet: checks the config, migrates the database, takes a first share of the
@@ -87,6 +97,7 @@ pub(super) async fn open(
 pub(super) async fn lease_loop(
     shared: Arc<Shared>,
     mut replica: Replica,
+    vault: Option<(crate::vault::Vault, Arc<crate::vault::Identity>)>,
     cancel: CancellationToken,
 ) {
     let mut every = tokio::time::interval(plan::tick(replica.ttl()));
@@ -105,6 +116,9 @@ pub(super) async fn lease_loop(
                     failing = false;
                 }
                 if !report.acquired.is_empty() {
+                    if let Some((files, identity)) = &vault {
+                        pull_shards(&shared, &replica, files, identity, &report.acquired).await;
+                    }
                     reload_shards(&shared, replica.shards(), &report.acquired);
                 }
                 replica.publish();
@@ -147,6 +161,48 @@ pub(super) async fn lease_loop(
     }
     if let Err(e) = replica.leave().await {
         tracing::warn!("could not hand the shard leases back (they expire on their own): {e}");
+    }
+}
+
+/// The stores of `taken` shards, as vault entry names.
+fn entries_of(shared: &Shared, shards: u32, taken: &[u32]) -> Vec<String> {
+    shared
+        .live()
+        .config
+        .stores
+        .iter()
+        .filter(|s| taken.contains(&crate::replica::shard_of(&s.id, shards)))
+        .map(|s| crate::vault::EntryId::store(&s.id).to_string())
+        .collect()
+}
+
+/// Brings the vault files of the stores in `taken` shards up to the database's (their last
+/// holder may have rotated their tokens), before any of them is checked here. The prober
+/// sees the changed files at their next check.
+async fn pull_shards(
+    shared: &Shared,
+    replica: &Replica,
+    files: &crate::vault::Vault,
+    identity: &crate::vault::Identity,
+    taken: &[u32],
+) {
+    let names = entries_of(shared, replica.shards(), taken);
+    if names.is_empty() {
+        return;
+    }
+    match crate::replica::vault_sync::pull(replica.db(), files, identity, Some(&names)).await {
+        Ok(p) => {
+            if p.written > 0 {
+                tracing::info!(
+                    entries = p.written,
+                    "vault entries of the shards taken over read from the fleet database"
+                );
+            }
+            for name in p.local_newer {
+                tracing::warn!(entry = %name, "this replica's vault file is newer than the fleet database's; run `storeguard vault import` with it");
+            }
+        }
+        Err(e) => tracing::warn!("cannot read the vault entries of the shards taken over: {e}"),
     }
 }
 

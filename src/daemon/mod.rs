@@ -64,6 +64,9 @@ pub trait Checker: Send + Sync + 'static {
     /// What the state file remembers of a store's last check, given once at start: facts that
     /// only accumulate over time (the first day an authorisation was seen working) go on.
     fn remember(&self, _store_id: &str, _facts: &crate::outcome::Facts) {}
+
+    /// Replica mode: where rotated tokens go besides the local vault file.
+    fn set_token_mirror(&self, _mirror: Arc<dyn crate::marketplace::TokenMirror>) {}
 }
 
 /// Delivers one event to one channel (implemented by the channel set).
@@ -84,6 +87,12 @@ pub trait Parts: Send + Sync + 'static {
     /// logged): the others are still watched.
     fn mail(&self, _config: &Config) -> Vec<mail::MailLogin> {
         Vec::new()
+    }
+
+    /// The vault files and identity the checker reads (replica mode keeps them in step with
+    /// the fleet database); `None` for parts without a vault.
+    fn vault(&self) -> Option<(crate::vault::Vault, Arc<crate::vault::Identity>)> {
+        None
     }
 }
 
@@ -392,6 +401,10 @@ pub async fn run(
     };
     state.quick_check()?;
     let (probe, sender) = parts.build(&config)?;
+    let vault = parts.vault();
+    if let (Backend::Fleet(_), Some((files, _))) = (state.as_ref(), &vault) {
+        probe.set_token_mirror(Arc::new(fleet::Tokens::new(state.clone(), files.clone())));
+    }
     let mut mem = HashMap::new();
     let started = clock.now();
     for row in state.load_stores()? {
@@ -465,7 +478,12 @@ pub async fn run(
         tracker.spawn(heartbeat(shared.clone(), url, cancel.clone()));
     }
     if let Some(replica) = replica {
-        tracker.spawn(fleet::lease_loop(shared.clone(), replica, cancel.clone()));
+        tracker.spawn(fleet::lease_loop(
+            shared.clone(),
+            replica,
+            vault,
+            cancel.clone(),
+        ));
     }
     let checks = TaskTracker::new();
     let sched = tokio::spawn(schedule_loop(

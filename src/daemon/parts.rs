@@ -32,6 +32,10 @@ impl Checker for Prober {
     fn remember(&self, store_id: &str, facts: &crate::outcome::Facts) {
         Prober::remember(self, store_id, facts)
     }
+
+    fn set_token_mirror(&self, mirror: Arc<dyn crate::marketplace::TokenMirror>) {
+        Prober::set_token_mirror(self, mirror)
+    }
 }
 
 impl Sender for ChannelSet {
@@ -63,6 +67,10 @@ impl RealParts {
 }
 
 impl Parts for RealParts {
+    fn vault(&self) -> Option<(Vault, Arc<Identity>)> {
+        Some((self.vault.clone(), self.identity.clone()))
+    }
+
     fn mail(&self, config: &Config) -> Vec<super::mail::MailLogin> {
         let mut out = Vec::new();
         for mb in &config.mailboxes {

@@ -30,11 +30,15 @@ struct Shop {
     account: ShopeeAccount,
     /// (access, refresh) pairs issued by refreshes, oldest first.
     issued: Vec<(String, String)>,
+    /// Access tokens issued before this position are refused (as expired).
+    valid_from: usize,
 }
 
 struct Inner {
     common: Common,
     shops: Accounts<Shop>,
+    /// `expire_in` of the access tokens a refresh issues (Shopee's: 4 hours).
+    access_lifetime: std::sync::atomic::AtomicI64,
 }
 
 /// A running fake Shopee.
@@ -51,6 +55,7 @@ impl ShopeeFake {
         let inner = Arc::new(Inner {
             common: Common::new(options),
             shops: Accounts::new(),
+            access_lifetime: std::sync::atomic::AtomicI64::new(14_400),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
         let server = Server::start(inner.common.options.bind, router).await?;
@@ -69,6 +74,7 @@ impl ShopeeFake {
             Shop {
                 account,
                 issued: Vec::new(),
+                valid_from: 0,
             },
             scenario,
         );
@@ -76,6 +82,23 @@ impl ShopeeFake {
 
     pub fn set_scenario(&self, shop_id: &str, scenario: Scenario) -> bool {
         self.inner.shops.set_scenario(shop_id, scenario)
+    }
+
+    /// Refuses every access token issued to the shop so far (they expired early): the next
+    /// check must refresh.
+    pub fn expire_access_tokens(&self, shop_id: &str) {
+        self.inner.shops.update(shop_id, |s| {
+            s.valid_from = s.issued.len();
+            Some(())
+        });
+    }
+
+    /// Issues access tokens that live `seconds` from now on (a short life makes every check
+    /// refresh, spending each single-use refresh token in turn).
+    pub fn set_access_lifetime(&self, seconds: i64) {
+        self.inner
+            .access_lifetime
+            .store(seconds, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The (access, refresh) pairs issued to a shop so far, oldest first.
@@ -201,7 +224,11 @@ async fn handle(
         );
     }
     let token = access.unwrap_or_default();
-    let from_refresh = shop.issued.iter().any(|(a, _)| *a == token);
+    let from_refresh = shop
+        .issued
+        .iter()
+        .skip(shop.valid_from)
+        .any(|(a, _)| *a == token);
     let initial_ok = token == shop.account.access_token
         && !matches!(
             scenario,
@@ -269,7 +296,8 @@ fn refresh(
             200,
             json!({
                 "error": "", "message": "", "request_id": "c1c2c3",
-                "access_token": access, "refresh_token": refresh, "expire_in": 14_400,
+                "access_token": access, "refresh_token": refresh,
+                "expire_in": inner.access_lifetime.load(std::sync::atomic::Ordering::Relaxed),
                 "partner_id": shop.account.partner_id.parse::<i64>().unwrap_or(0),
                 "shop_id": shop.account.shop_id.parse::<i64>().unwrap_or(0)
             }),

@@ -69,6 +69,16 @@ pub struct ProbeCtx<'a> {
     identity: &'a Arc<Identity>,
     /// Vault write-backs in flight (they outlive a cancelled check; drained before exit).
     writes: &'a tokio_util::task::TaskTracker,
+    /// Where a rotated token goes once it is in the local file (replica mode).
+    mirror: Option<&'a Arc<dyn TokenMirror>>,
+}
+
+/// Told of every rotated token once it is in the store's vault file: several replicas keep
+/// the truth in their shared database, so the next holder of the store spends the newest
+/// refresh token. Called on the blocking task of the write-back.
+pub trait TokenMirror: Send + Sync {
+    /// `entry` now holds tokens of `generation` in the local vault. An error is logged.
+    fn rotated(&self, entry: &EntryId, generation: u64) -> Result<(), String>;
 }
 
 impl ProbeCtx<'_> {
@@ -229,9 +239,15 @@ pub struct Prober {
     identity: Arc<Identity>,
     snapshot: RwLock<Arc<Snapshot>>,
     writes: tokio_util::task::TaskTracker,
+    mirror: std::sync::OnceLock<Arc<dyn TokenMirror>>,
 }
 
 impl Prober {
+    /// Sends every rotated token to `mirror` too (replica mode; set once).
+    pub fn set_token_mirror(&self, mirror: Arc<dyn TokenMirror>) {
+        let _ = self.mirror.set(mirror);
+    }
+
     /// Builds HTTP clients and loads every store's vault entry once (bad entries are remembered
     /// as unreadable, not fatal).
     pub fn new(
@@ -245,6 +261,7 @@ impl Prober {
             identity,
             snapshot: RwLock::new(Arc::new(snapshot)),
             writes: tokio_util::task::TaskTracker::new(),
+            mirror: std::sync::OnceLock::new(),
         })
     }
 
@@ -364,6 +381,7 @@ impl Prober {
                     vault: &self.vault,
                     identity: &self.identity,
                     writes: &self.writes,
+                    mirror: self.mirror.get(),
                 };
                 let mut secrets = creds.secret_values();
                 let posture = posture(&creds.doc(), &snapshot.config, now);

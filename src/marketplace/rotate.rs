@@ -84,6 +84,7 @@ pub(super) async fn persist(
     let creds: Arc<Creds> = ctx.creds.clone();
     let vault = ctx.vault.clone();
     let identity = ctx.identity.clone();
+    let mirror = ctx.mirror.cloned();
     let result = ctx
         .writes
         .spawn_blocking(move || {
@@ -96,7 +97,19 @@ pub(super) async fn persist(
                 return Err(e.to_string());
             }
             match vault.fold_rotations(&creds.entry, creds.schema, &identity) {
-                Ok(Some(doc)) => *creds.doc() = doc,
+                Ok(Some(doc)) => {
+                    let generation = doc.generation;
+                    *creds.doc() = doc;
+                    if let Some(m) = &mirror
+                        && let Err(e) = m.rotated(&creds.entry, generation)
+                    {
+                        tracing::error!(
+                            entry = %creds.entry,
+                            "refreshed tokens are in this replica's vault file but not in the fleet database: {}",
+                            crate::outcome::sanitize(&e, 300)
+                        );
+                    }
+                }
                 Ok(None) => {}
                 // Durable in the journal; the fold is retried at the next refresh or start.
                 Err(e) => tracing::warn!(

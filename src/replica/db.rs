@@ -252,6 +252,17 @@ pub struct Fence {
     pub term: i64,
 }
 
+/// What a fenced vault write expects to replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is there (or nothing).
+    Any,
+    /// Exactly this generation (an edit that started from it).
+    Exactly(i64),
+    /// Anything older than the new entry (a rotation: never go back to an older token).
+    Older,
+}
+
 /// A vault entry as the database holds it: the armored age text and its generation.
 #[derive(Clone, Debug)]
 pub struct StoredEntry {
@@ -658,6 +669,24 @@ impl Db {
         }))
     }
 
+    /// The vault entries of these names that the database holds.
+    pub async fn vault_get_many(&self, names: &[String]) -> Result<Vec<StoredEntry>, DbError> {
+        let c = self.client().await?;
+        Ok(c.query(
+            "SELECT entry, armored, generation FROM vault_entries WHERE entry = ANY($1) ORDER BY entry",
+            &[&names],
+        )
+        .await
+        .map_err(|e| self.query_err(e))?
+        .iter()
+        .map(|r| StoredEntry {
+            entry: r.get(0),
+            armored: r.get(1),
+            generation: r.get(2),
+        })
+        .collect())
+    }
+
     /// Every vault entry, by name.
     pub async fn vault_all(&self) -> Result<Vec<StoredEntry>, DbError> {
         let c = self.client().await?;
@@ -684,7 +713,7 @@ impl Db {
         &self,
         fence: Fence,
         new: &StoredEntry,
-        expected: Option<i64>,
+        expected: Expect,
     ) -> Result<(), DbError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(|e| self.query_err(e))?;
@@ -699,12 +728,18 @@ impl Db {
             .await
             .map_err(|e| self.query_err(e))?
             .map(|r| r.get(0));
-        if let Some(expected) = expected
-            && found != Some(expected)
-        {
+        let fits = match expected {
+            Expect::Any => true,
+            Expect::Exactly(g) => found == Some(g),
+            Expect::Older => found.is_none_or(|g| g < new.generation),
+        };
+        if !fits {
             return Err(DbError::Conflict {
                 entry: new.entry.clone(),
-                expected,
+                expected: match expected {
+                    Expect::Exactly(g) => g,
+                    Expect::Any | Expect::Older => new.generation - 1,
+                },
                 found: found.unwrap_or(0),
             });
         }

@@ -7,8 +7,9 @@
 
 pub mod db;
 pub mod plan;
+pub mod vault_sync;
 
-pub use db::{Db, DbError, Fence, Fleet, LeaseRow, ReplicaRow, StoredEntry, Target};
+pub use db::{Db, DbError, Expect, Fence, Fleet, LeaseRow, ReplicaRow, StoredEntry, Target};
 pub use plan::{DEFAULT_LEASE_TTL, DEFAULT_SHARDS, Held, shard_of};
 
 use std::collections::BTreeMap;
@@ -71,6 +72,17 @@ impl Leases {
                 shard,
                 term: h.term,
             })
+    }
+
+    /// The fence of a store's shard as last renewed, trusted or not: for a write the
+    /// database must decide (a rotated token, already spent at the marketplace, is offered
+    /// to the database even late; it refuses it when the term moved on).
+    pub fn last_fence_for_store(&self, store_id: &str) -> Option<Fence> {
+        let shard = shard_of(store_id, self.shards);
+        self.held().get(&shard).map(|h| Fence {
+            shard,
+            term: h.term,
+        })
     }
 
     /// The shards this replica may act on at `now`.

@@ -58,6 +58,21 @@ impl Fleet {
         &self.pg
     }
 
+    /// Writes a rotated entry to the database under `fence`, never over a newer generation.
+    pub fn push_entry(
+        &self,
+        fence: crate::replica::Fence,
+        entry: &crate::replica::StoredEntry,
+    ) -> Result<(), StateError> {
+        self.run(async {
+            self.pg
+                .db()
+                .vault_put_fenced(fence, entry, crate::replica::Expect::Older)
+                .await
+                .map_err(StateError::Fleet)
+        })
+    }
+
     /// Runs `fut` to completion on the fleet's runtime and waits for it.
     fn run<T: Send>(
         &self,

@@ -6,7 +6,7 @@
 use crate::util::pg::Postgres;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use storeguard::replica::{Db, DbError, Fence, Replica, StoredEntry, Target};
+use storeguard::replica::{Db, DbError, Expect, Fence, Replica, StoredEntry, Target};
 
 const TTL: Duration = Duration::from_millis(1500);
 
@@ -163,7 +163,7 @@ async fn a_stalled_replica_stops_trusting_its_lease_and_its_late_write_is_refuse
         generation,
     };
     a.db()
-        .vault_put_fenced(stale, &entry(1, "first"), None)
+        .vault_put_fenced(stale, &entry(1, "first"), Expect::Any)
         .await
         .unwrap();
     // a is stopped (SIGSTOP, a long pause) past its lease: it no longer ticks.
@@ -177,7 +177,7 @@ async fn a_stalled_replica_stops_trusting_its_lease_and_its_late_write_is_refuse
         .vault_put_fenced(
             b.fence(shard, Instant::now()).unwrap(),
             &entry(2, "rotated by b"),
-            Some(1),
+            Expect::Exactly(1),
         )
         .await
         .unwrap();
@@ -186,7 +186,7 @@ async fn a_stalled_replica_stops_trusting_its_lease_and_its_late_write_is_refuse
     assert_eq!(a.fence(shard, Instant::now()), None);
     let err = a
         .db()
-        .vault_put_fenced(stale, &entry(2, "late write by a"), Some(1))
+        .vault_put_fenced(stale, &entry(2, "late write by a"), Expect::Exactly(1))
         .await
         .unwrap_err();
     assert!(matches!(err, DbError::Fenced { .. }), "{err}");
@@ -218,7 +218,7 @@ async fn a_stalled_replica_stops_trusting_its_lease_and_its_late_write_is_refuse
     let f = b.fence(shard, Instant::now()).unwrap();
     let err = b
         .db()
-        .vault_put_fenced(f, &entry(2, "from a stale read"), Some(1))
+        .vault_put_fenced(f, &entry(2, "from a stale read"), Expect::Exactly(1))
         .await
         .unwrap_err();
     assert!(matches!(err, DbError::Conflict { found: 2, .. }), "{err}");
@@ -275,7 +275,7 @@ async fn a_database_restart_needs_no_operator() {
                 armored: "armored".into(),
                 generation: 1,
             },
-            None,
+            Expect::Any,
         )
         .await
         .unwrap();
@@ -462,23 +462,6 @@ fn the_fleet_database_is_refused_with_a_reason_when_the_config_is_wrong() {
     assert!(!out.status.success());
     let err = out.stderr_str();
     assert!(err.contains("PostgreSQL") && err.contains("help:"), "{err}");
-    // Stores whose tokens rotate are refused in replica mode (their tokens would fork).
-    std::fs::write(s.config(), &text).unwrap();
-    s.add_store_doc("plain", "client_id = \"1\"\napi_key = \"k\"\n");
-    let with_state = std::fs::read_to_string(s.config()).unwrap().replacen(
-        "[daemon]\n",
-        "[daemon]\nstate = \"postgres://sg@127.0.0.1:9/sg\"\n",
-        1,
-    );
-    let shopee = "\n[[store]]\nid = \"shopee-my\"\nname = \"Shopee\"\nmarketplace = \"shopee\"\naccount = \"1\"\n";
-    std::fs::write(s.config(), format!("{with_state}{shopee}")).unwrap();
-    let out = s.run(&["run"], None);
-    let err = out.stderr_str();
-    assert!(!out.status.success());
-    assert!(
-        err.contains("rotate refresh tokens") && err.contains("shopee-my"),
-        "{err}"
-    );
     // On one box, the fleet's commands say why they do not apply.
     std::fs::write(s.config(), &text).unwrap();
     let out = s.run(&["replicas"], None);
@@ -834,10 +817,11 @@ mod daemons {
     /// The world's config for replica `name`: the fleet database, its own state_dir.
     fn replica_config(w: &storeguard::demo::World, url: &str, name: &str) -> std::path::PathBuf {
         let text = std::fs::read_to_string(&w.config_path).unwrap();
+        // Each replica its own state_dir and vault files: only the identity is shared.
         let text = text.replacen(
-            "[daemon]\nstate_dir = \"state\"\n",
+            "[daemon]\nstate_dir = \"state\"\nvault_dir = \"vault\"\n",
             &format!(
-                "[daemon]\nstate = \"{url}\"\nreplica = \"{name}\"\nstate_dir = \"state-{name}\"\n"
+                "[daemon]\nstate = \"{url}\"\nreplica = \"{name}\"\nstate_dir = \"state-{name}\"\nvault_dir = \"vault-{name}\"\n"
             ),
             1,
         ) + &format!(
@@ -847,6 +831,23 @@ mod daemons {
         let path = w.path().join(format!("storeguard-{name}.toml"));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// The world's vault into the fleet database (`vault import`), as an operator does once.
+    fn import(w: &storeguard::demo::World, url: &str) {
+        let out = std::process::Command::new(crate::util::BIN)
+            .arg("--config")
+            .arg(replica_config(w, url, "importer"))
+            .args(["vault", "import"])
+            .arg(w.path().join("vault"))
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn start(w: &storeguard::demo::World, url: &str, name: &str) -> Daemon {
@@ -923,6 +924,7 @@ mod daemons {
         let receiver = Receiver::start().await;
         let stores: Vec<_> = (0..STORES).map(|i| ozon(&format!("ozon-{i:02}"))).collect();
         let w = world(stores, &receiver, "1h").await;
+        import(&w, &url);
         let a = start(&w, &url, "host-a");
         let b = start(&w, &url, "host-b");
         // Settled: each holds half the shards, and every store has been checked.
@@ -1073,5 +1075,102 @@ mod daemons {
         }
         drop(a);
         drop(b);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn single_use_refresh_tokens_survive_a_takeover() {
+        let pg = Postgres::start();
+        let url = pg.database("fleet");
+        let receiver = Receiver::start().await;
+        let n = 8;
+        let stores: Vec<_> = (0..n)
+            .map(|i| {
+                storeguard::demo::StoreSpec::new(
+                    &format!("shopee-{i}"),
+                    &format!("shopee-{i}"),
+                    storeguard::model::Marketplace::Shopee,
+                )
+                .with(storeguard::fake::Scenario::IllegalAccessTokenThenRefresh)
+            })
+            .collect();
+        let w = world(stores, &receiver, "1h").await;
+        let shops: Vec<String> = (0..n)
+            .map(|i| storeguard::demo::account_of(i, storeguard::model::Marketplace::Shopee))
+            .collect();
+        // Every check refreshes: each access token is near its end as soon as it is issued.
+        w.shopee.set_access_lifetime(1800);
+        import(&w, &url);
+        let a = start(&w, &url, "host-a");
+        let b = start(&w, &url, "host-b");
+        let issued = |shops: &[String]| -> Vec<usize> {
+            shops.iter().map(|s| w.shopee.issued(s).len()).collect()
+        };
+        until(
+            Duration::from_secs(30),
+            "every shop refreshed twice",
+            || issued(&shops).iter().all(|k| *k >= 2),
+        )
+        .await;
+        let settled = db_now(&pg);
+        // Refreshes pause (the next tokens live 4 hours), so a dies with none in flight.
+        w.shopee.set_access_lifetime(14_400);
+        let mut last = issued(&shops);
+        loop {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let now = issued(&shops);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        a.kill9();
+        let killed = db_now(&pg);
+        w.shopee.set_access_lifetime(1800);
+        for shop in &shops {
+            w.shopee.expire_access_tokens(shop);
+        }
+        // b takes a's stores over and goes on refreshing them from the tokens a left in the
+        // database: a spent one would be refused by the fake.
+        let before = issued(&shops);
+        until(
+            Duration::from_secs(30),
+            "b refreshes every shop again, twice",
+            || {
+                issued(&shops).iter().zip(&before).all(|(k, b)| *k >= b + 2)
+                    && checked_by(&pg, "host-b", killed) == n
+            },
+        )
+        .await;
+        let bad = pg.sql(
+            "fleet",
+            &format!("SELECT count(*) FROM checks WHERE status <> 0 AND at_ms >= {settled}"),
+        );
+        assert_eq!(bad, "0", "checks not OK after settling");
+        // Every token the marketplace issued reached the database: generation = 1 + refreshes.
+        w.shopee.set_access_lifetime(14_400);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        b.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut b = b;
+        if let Some(mut child) = b.child.take() {
+            crate::util::proc::wait_child(&mut child, Duration::from_secs(20));
+        }
+        for (i, shop) in shops.iter().enumerate() {
+            let generation: usize = pg
+                .sql(
+                    "fleet",
+                    &format!(
+                        "SELECT generation FROM vault_entries WHERE entry = 'store/shopee-{i}'"
+                    ),
+                )
+                .parse()
+                .unwrap();
+            assert_eq!(generation, 1 + w.shopee.issued(shop).len(), "shopee-{i}");
+        }
+        let dump = pg.sql("fleet", "SELECT string_agg(armored, '') FROM vault_entries");
+        assert!(
+            !dump.contains("CANARY"),
+            "a token in the clear in the database"
+        );
+        assert!(!b.log().contains("CANARY"), "a token in the log");
     }
 }
