@@ -1173,4 +1173,47 @@ mod daemons {
         );
         assert!(!b.log().contains("CANARY"), "a token in the log");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_replicas_resume_after_the_database_restarts_under_load() {
+        let mut pg = Postgres::start();
+        let url = pg.database("fleet");
+        let receiver = Receiver::start().await;
+        let stores: Vec<_> = (0..STORES).map(|i| ozon(&format!("ozon-{i:02}"))).collect();
+        let w = world(stores, &receiver, "1h").await;
+        import(&w, &url);
+        let a = start(&w, &url, "host-a");
+        let b = start(&w, &url, "host-b");
+        let from = db_now(&pg);
+        until(Duration::from_secs(30), "both replicas check", || {
+            checked_by(&pg, "host-a", from) > 0 && checked_by(&pg, "host-b", from) > 0
+        })
+        .await;
+        // Down for longer than a lease: every replica stops acting, nothing is written.
+        pg.stop();
+        tokio::time::sleep(LEASE + LEASE / 2).await;
+        pg.restart();
+        let back = db_now(&pg);
+        until(
+            Duration::from_secs(40),
+            "every store checked again after the restart",
+            || checked(&pg, back) == STORES,
+        )
+        .await;
+        until(
+            Duration::from_secs(40),
+            "both replicas hold leases again",
+            || checked_by(&pg, "host-a", back) > 0 && checked_by(&pg, "host-b", back) > 0,
+        )
+        .await;
+        assert_eq!(double_probes(&pg, from), "");
+        for d in [&a, &b] {
+            assert!(d.response("/metrics").await.is_some(), "a replica exited");
+            assert!(
+                d.log().contains("cannot renew the shard leases"),
+                "{}",
+                d.log()
+            );
+        }
+    }
 }
