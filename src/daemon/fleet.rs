@@ -123,6 +123,10 @@ pub(super) async fn lease_loop(
                 }
                 replica.publish();
                 seen_version = follow_others(&shared, replica.shards(), seen_version);
+                // A silence set through any replica's API holds on every replica.
+                if let Ok(silences) = shared.state.silences(shared.clock.now()) {
+                    *shared.silences.lock().unwrap_or_else(|e| e.into_inner()) = silences;
+                }
                 if !report.acquired.is_empty() || !report.released.is_empty() {
                     tracing::info!(
                         acquired = report.acquired.len(),
