@@ -41,7 +41,7 @@ mod floor;
 #[derive(Parser, Debug)]
 #[command(about = "storeguard benchmarks (issue 6): prints a markdown table")]
 struct Args {
-    /// all | sweep | scale | vault | rss | status | state | drain | floor | fleet
+    /// all | sweep | scale | vault | rss | status | state | drain | floor | fleet | fleet-daemons
     #[arg(default_value = "all")]
     which: String,
     /// Repetitions; the median is reported
@@ -1261,9 +1261,12 @@ fn main() -> anyhow::Result<()> {
     if which("fleet") {
         fleet::bench_fleet(&args, &mut rows)?;
     }
+    if args.which.split(',').any(|x| x == "fleet-daemons") {
+        fleet::bench_fleet_daemons(&args, &mut rows)?;
+    }
     if rows.is_empty() {
         return Err(anyhow!(
-            "unknown benchmark `{}`: use all, sweep, scale, vault, rss, status, state, drain, floor or fleet",
+            "unknown benchmark `{}`: use all, sweep, scale, vault, rss, status, state, drain, floor, fleet or fleet-daemons",
             args.which
         ));
     }

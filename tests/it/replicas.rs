@@ -1216,4 +1216,113 @@ mod daemons {
             );
         }
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kill_storm_across_replicas_loses_no_alert_and_repeats_none_but_as_redeliveries() {
+        use storeguard::fake::Scenario;
+        let pg = Postgres::start();
+        let url = pg.database("fleet");
+        let receiver = Receiver::start().await;
+        let n = 6;
+        let stores: Vec<_> = (0..n).map(|i| ozon(&format!("k{i}"))).collect();
+        let w = world(stores, &receiver, "1h").await;
+        import(&w, &url);
+        let names = ["host-a", "host-b"];
+        let mut running: Vec<Option<Daemon>> = names
+            .iter()
+            .map(|name| Some(start(&w, &url, name)))
+            .collect();
+        let mut rng = crate::util::Rng::new(0x5eed_0013);
+        let rounds = 100;
+        let began = Instant::now();
+        for round in 0..rounds {
+            // Incidents open and resolve across the kills.
+            let i = rng.below(n as u64);
+            w.set_scenario(
+                &format!("k{i}"),
+                if rng.below(2) == 0 {
+                    Scenario::CompanyBlocked
+                } else {
+                    Scenario::Healthy
+                },
+            );
+            // One replica is SIGKILLed at a random moment and started again; the other runs on.
+            let r = rng.below(2) as usize;
+            tokio::time::sleep(Duration::from_millis(100 + rng.below(500))).await;
+            if let Some(d) = running[r].take() {
+                d.kill9();
+            }
+            running[r] = Some(start(&w, &url, names[r]));
+            assert!(
+                began.elapsed() < Duration::from_secs(400),
+                "storm too slow at round {round}"
+            );
+        }
+        for i in 0..n {
+            w.set_scenario(&format!("k{i}"), Scenario::Healthy);
+        }
+        until(Duration::from_secs(60), "every incident resolved and every alert delivered", || {
+            pg.sql(
+                "fleet",
+                "SELECT (SELECT count(*) FROM incidents WHERE resolved_at_ms IS NULL)
+                      + (SELECT count(*) FROM outbox WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL)",
+            ) == "0"
+        })
+        .await;
+        drop(running);
+        let incidents: Vec<String> = pg
+            .sql(
+                "fleet",
+                "SELECT string_agg(incident_id, ' ') FROM incidents WHERE store_id LIKE 'k%'",
+            )
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        assert!(!incidents.is_empty(), "the storm opened no incident");
+        let delivered = receiver.delivered();
+        for inc in &incidents {
+            for kind in ["opened", "resolved"] {
+                assert!(
+                    delivered
+                        .iter()
+                        .any(|r| r.field("incident_id") == *inc && r.field("event") == kind),
+                    "{kind} of incident {inc} never delivered"
+                );
+            }
+        }
+        // A copy is only ever a redelivery of the same event.
+        let mut by_id: std::collections::HashMap<String, Vec<&crate::util::receiver::Received>> =
+            Default::default();
+        for r in &delivered {
+            by_id.entry(r.idempotency_key.clone()).or_default().push(r);
+        }
+        for (id, copies) in &by_id {
+            assert!(copies.iter().all(|c| c.field("event_id") == *id));
+            assert!(
+                copies
+                    .iter()
+                    .all(|c| c.field("incident_id") == copies[0].field("incident_id")
+                        && c.field("event") == copies[0].field("event"))
+            );
+        }
+        // One incident per store and outage: two replicas never opened the same one twice.
+        let per_open = pg.sql(
+            "fleet",
+            "SELECT count(*) FROM (SELECT store_id, opened_at_ms / 1000 FROM incidents
+                 GROUP BY 1, 2 HAVING count(*) > 1) d",
+        );
+        assert_eq!(per_open, "0");
+        // Ozon never refused a key here: no auth_rejected was recorded.
+        let false_auth = pg.sql(
+            "fleet",
+            "SELECT count(*) FROM checks WHERE findings LIKE '%auth_rejected%'",
+        );
+        assert_eq!(false_auth, "0");
+        eprintln!(
+            "replica kill storm: {rounds} kills, {} incidents, {} deliveries, {} duplicate copies",
+            incidents.len(),
+            delivered.len(),
+            delivered.len() - by_id.len()
+        );
+    }
 }
