@@ -1325,4 +1325,60 @@ mod daemons {
             delivered.len() - by_id.len()
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_replicas_check_300_stores_once_each_and_take_over_a_killed_one() {
+        let pg = Postgres::start();
+        let url = pg.database("fleet");
+        let receiver = Receiver::start().await;
+        let n = 300;
+        let stores: Vec<_> = (0..n).map(|i| ozon(&format!("ozon-{i:03}"))).collect();
+        let w = world(stores, &receiver, "1h").await;
+        import(&w, &url);
+        let mut fleet: Vec<Daemon> = ["host-a", "host-b", "host-c"]
+            .iter()
+            .map(|name| start(&w, &url, name))
+            .collect();
+        let held = |name: &str| -> usize {
+            pg.sql(
+                "fleet",
+                &format!("SELECT count(*) FROM leases WHERE holder = '{name}' AND until > now()"),
+            )
+            .parse()
+            .unwrap()
+        };
+        until(Duration::from_secs(30), "the leases split 6/5/5", || {
+            let mut h = [held("host-a"), held("host-b"), held("host-c")];
+            h.sort();
+            h == [5, 5, 6]
+        })
+        .await;
+        let settled = db_now(&pg);
+        until(Duration::from_secs(30), "every store checked", || {
+            checked(&pg, settled) == n
+        })
+        .await;
+        let by: Vec<usize> = ["host-a", "host-b", "host-c"]
+            .iter()
+            .map(|r| checked_by(&pg, r, settled))
+            .collect();
+        assert_eq!(by.iter().sum::<usize>(), n, "{by:?}");
+        let c = fleet.pop().unwrap();
+        c.kill9();
+        let killed = db_now(&pg);
+        let took = until(Duration::from_secs(30), "a and b check every store", || {
+            checked_by(&pg, "host-a", killed) + checked_by(&pg, "host-b", killed) == n
+        })
+        .await;
+        eprintln!("3 replicas, {n} stores: c killed, all checked again {took:?} later");
+        let bound = LEASE + LEASE / 3 + Duration::from_secs(3);
+        assert!(took <= bound, "took {took:?}; bound {bound:?}");
+        assert_eq!(double_probes(&pg, settled), "");
+        let a = &fleet[0];
+        let text = a.get("/metrics").await.unwrap().1;
+        assert!(
+            text.contains("storeguard_replica_takeovers_total"),
+            "{text}"
+        );
+    }
 }
