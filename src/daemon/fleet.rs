@@ -12,12 +12,40 @@ use crate::state::{Fleet, PgState};
 
 /// What replica mode cannot run yet, said before anything starts.
 fn unsupported(config: &Config) -> Option<String> {
-    if !config.mailboxes.is_empty() {
-        return Some(
-            "[[mailbox]] watchers do not run on several replicas yet\n  help: watch the mailboxes from a single-box storeguard, or remove them here".into(),
-        );
+    // An XOAUTH2 mailbox rotates its refresh token in this replica's vault file only.
+    let oauth: Vec<&str> = config
+        .mailboxes
+        .iter()
+        .filter(|m| m.auth == crate::config::MailAuth::Xoauth2)
+        .map(|m| m.name.as_str())
+        .collect();
+    if !oauth.is_empty() {
+        return Some(format!(
+            "XOAUTH2 mailboxes ({}) do not run on several replicas yet\n  help: use an app password for them, or watch them from a single-box storeguard",
+            oauth.join(", ")
+        ));
     }
     None
+}
+
+/// The mailboxes this replica watches now (those of the shards it holds).
+fn watched(shared: &Shared) -> Vec<String> {
+    let Some(leases) = shared.state.leases() else {
+        return Vec::new();
+    };
+    let now = std::time::Instant::now();
+    shared
+        .live()
+        .config
+        .mailboxes
+        .iter()
+        .filter(|m| {
+            leases
+                .fence_for_store(&super::mail::mailbox_key(&m.name), now)
+                .is_some()
+        })
+        .map(|m| m.name.clone())
+        .collect()
 }
 
 /// Rotated tokens, from the local vault file to the fleet database under the store's fence.
@@ -104,6 +132,7 @@ pub(super) async fn lease_loop(
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     let mut seen_version = 0;
+    let mut mailboxes = watched(&shared);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -122,7 +151,15 @@ pub(super) async fn lease_loop(
                     reload_shards(&shared, replica.shards(), &report.acquired);
                 }
                 replica.publish();
+                let now_watched = watched(&shared);
+                if now_watched != mailboxes {
+                    mailboxes = now_watched;
+                    shared.mail_restart.notify_one();
+                }
                 seen_version = follow_others(&shared, replica.shards(), seen_version);
+                // Another replica may have queued an alert for a store of ours (a mail its
+                // watcher read): look at the outbox every tick, not only when kicked here.
+                shared.outbox_kick.notify_one();
                 // A silence set through any replica's API holds on every replica.
                 if let Ok(silences) = shared.state.silences(shared.clock.now()) {
                     *shared.silences.lock().unwrap_or_else(|e| e.into_inner()) = silences;

@@ -40,7 +40,16 @@ const MAX_RETRY: Duration = Duration::from_secs(15 * 60);
 pub async fn supervise(shared: Arc<Shared>, parts: Arc<dyn Parts>, cancel: CancellationToken) {
     loop {
         let config = shared.live().config.clone();
-        let logins = parts.mail(&config);
+        let mut logins = parts.mail(&config);
+        // Replica mode: a mailbox is watched by the holder of its shard only.
+        if let Some(leases) = shared.state.leases() {
+            let now = std::time::Instant::now();
+            logins.retain(|l| {
+                leases
+                    .fence_for_store(&mailbox_key(&l.mailbox.name), now)
+                    .is_some()
+            });
+        }
         let round = cancel.child_token();
         let tasks = TaskTracker::new();
         if !logins.is_empty() {
@@ -67,7 +76,7 @@ pub async fn supervise(shared: Arc<Shared>, parts: Arc<dyn Parts>, cancel: Cance
             _ = shared.mail_restart.notified() => {
                 round.cancel();
                 tasks.wait().await;
-                tracing::info!("mailbox watchers restarted after the reload");
+                tracing::info!("mailbox watchers restarted (a reload, or the mailboxes this replica holds changed)");
             }
             _ = cancel.cancelled() => {
                 tasks.wait().await;
@@ -75,6 +84,11 @@ pub async fn supervise(shared: Arc<Shared>, parts: Arc<dyn Parts>, cancel: Cance
             }
         }
     }
+}
+
+/// The key a mailbox is sharded by in replica mode (never a store id: those have no ':').
+pub(super) fn mailbox_key(name: &str) -> String {
+    format!("mailbox:{name}")
 }
 
 /// Runs one mailbox's watcher until `cancel`.

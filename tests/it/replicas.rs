@@ -1381,4 +1381,129 @@ mod daemons {
             "{text}"
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_replica_watches_a_mailbox_and_another_takes_it_over() {
+        use crate::util::mailsrv::{DkimKey, Dns, Dovecot, USER, mail};
+        use storeguard::vault::{Document, EntryId, Schema, Vault};
+        let password = storeguard::demo::canary("us-mail", "password");
+        let dovecot = Dovecot::start(&password);
+        let dns = Dns::start().await.unwrap();
+        let amazon = DkimKey::new("amazon.com", "sg1", Some(&dns));
+        let pg = Postgres::start();
+        let url = pg.database("fleet");
+        let receiver = Receiver::start().await;
+        let w = world(
+            vec![storeguard::demo::StoreSpec::new(
+                "amazon-us",
+                "US store",
+                storeguard::model::Marketplace::Amazon,
+            )],
+            &receiver,
+            "1h",
+        )
+        .await;
+        let cfg = std::fs::read_to_string(&w.config_path).unwrap();
+        std::fs::write(
+            &w.config_path,
+            format!(
+                "{cfg}\n[mail]\nresolver = \"{}\"\nbackfill = \"7d\"\npoll = \"1s\"\n\n\
+                 [[mailbox]]\nname = \"us-mail\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+                 username = \"{USER}\"\nstores = [\"amazon-us\"]\n",
+                dns.addr, dovecot.port
+            ),
+        )
+        .unwrap();
+        let mut doc = Document::parse(
+            &format!("password = \"{password}\"\n"),
+            Schema::Mailbox { xoauth2: false },
+        )
+        .unwrap();
+        Vault::open(&w.path().join("vault"))
+            .unwrap()
+            .write(
+                &EntryId::mailbox("us-mail"),
+                &mut doc,
+                None,
+                Some(&w.identity().unwrap()),
+            )
+            .unwrap();
+        import(&w, &url);
+        let a = start(&w, &url, "host-a");
+        let b = start(&w, &url, "host-b");
+        let shard = storeguard::replica::shard_of("mailbox:us-mail", SHARDS);
+        let holder = || {
+            pg.sql(
+                "fleet",
+                &format!("SELECT holder FROM leases WHERE shard = {shard} AND until > now()"),
+            )
+        };
+        until(Duration::from_secs(30), "the leases split", || {
+            pg.sql(
+                "fleet",
+                "SELECT count(DISTINCT holder) FROM leases WHERE until > now()",
+            ) == "2"
+        })
+        .await;
+        let sign_in = |id: &str| {
+            amazon.sign(&mail(
+                "Amazon <account-update@amazon.com>",
+                "Amazon Sign-in attempt",
+                id,
+                "Someone who knows your password is attempting to sign-in to your account.\n\
+                 When: December 2, 2026 03:12 CST\nDevice: Chrome on Windows\nNear: Shenzhen, China\n\n\
+                 Your code is 482913. If this was not you, visit https://www.amazon.com/a/c/r?k=Zk\n",
+            ))
+        };
+        let alerts = |r: &Receiver| -> Vec<String> {
+            r.delivered()
+                .iter()
+                .filter(|m| m.field("store_id") == "amazon-us" && m.field("event") == "opened")
+                .map(|m| m.idempotency_key.clone())
+                .collect()
+        };
+        dovecot
+            .append(&password, "INBOX", None, &sign_in("m1@amazon.com"))
+            .await;
+        let waited = Instant::now();
+        while alerts(&receiver).is_empty() {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "no alert; records: {}",
+                pg.sql("fleet", "SELECT string_agg(event || ' ' || verdict || ' ' || alerted, '; ') FROM mail_records"),
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!(
+            "first alert after {:?}; holder {}",
+            waited.elapsed(),
+            holder()
+        );
+        // Let both replicas poll a few more times: still one alert, from one watcher.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(alerts(&receiver).len(), 1, "{:?}", alerts(&receiver));
+        let watcher = holder();
+        let (dead, alive) = if watcher == "host-a" { (a, b) } else { (b, a) };
+        assert!(dead.log().contains("mailbox") || alive.log().contains("mailbox"));
+        dead.kill9();
+        dovecot
+            .append(&password, "INBOX", None, &sign_in("m2@amazon.com"))
+            .await;
+        until(
+            Duration::from_secs(30),
+            "the survivor watches the mailbox and alerts",
+            || alerts(&receiver).len() == 2,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut keys = alerts(&receiver);
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 2, "one alert per mail");
+        assert_ne!(holder(), watcher);
+        assert!(
+            !alive.log().contains(&password),
+            "the mailbox password in a log"
+        );
+    }
 }
