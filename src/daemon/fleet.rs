@@ -138,8 +138,20 @@ pub(super) async fn lease_loop(
             _ = cancel.cancelled() => break,
             _ = every.tick() => {}
         }
-        match replica.tick().await {
+        match replica.tick_holding_releases().await {
             Ok(report) => {
+                if !report.released.is_empty() {
+                    let shards = replica.shards();
+                    settle(&shared, |id| {
+                        report
+                            .released
+                            .contains(&crate::replica::shard_of(id, shards))
+                    })
+                    .await;
+                }
+                if let Err(e) = replica.release_pending().await {
+                    tracing::warn!("cannot hand shards back (they expire on their own): {e}");
+                }
                 if failing {
                     tracing::info!("the fleet database answers again");
                     failing = false;
@@ -200,8 +212,37 @@ pub(super) async fn lease_loop(
             }
         }
     }
+    // The checks in flight finish (their tokens reach the database) before anyone else may
+    // take their stores.
+    settle(&shared, |_| true).await;
     if let Err(e) = replica.leave().await {
         tracing::warn!("could not hand the shard leases back (they expire on their own): {e}");
+    }
+}
+
+/// Waits until no check of a store `mine` selects is in flight (bounded by the longest store
+/// timeout and a margin: a hung probe does not hold a shard forever).
+async fn settle(shared: &Shared, mine: impl Fn(&str) -> bool) {
+    let longest = shared
+        .live()
+        .config
+        .stores
+        .iter()
+        .map(|s| s.timeout)
+        .max()
+        .unwrap_or_default();
+    let deadline = std::time::Instant::now() + longest + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let busy = shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|id| mine(id));
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

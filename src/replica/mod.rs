@@ -124,6 +124,8 @@ pub struct Replica {
     held: BTreeMap<u32, Held>,
     stats: Arc<Stats>,
     leases: Arc<Leases>,
+    /// Given back by the last tick, not yet released in the database.
+    releasing: Vec<Fence>,
 }
 
 impl Replica {
@@ -145,6 +147,7 @@ impl Replica {
                 stats: stats.clone(),
             }),
             stats,
+            releasing: Vec::new(),
         })
     }
 
@@ -182,11 +185,32 @@ impl Replica {
     /// [`plan::plan`]. On a database error the held leases stay as they are: their trust runs
     /// out on its own, and the next tick that gets through learns which survived.
     pub async fn tick(&mut self) -> Result<TickReport, DbError> {
+        let report = self.tick_holding_releases().await?;
+        self.release_pending().await?;
+        Ok(report)
+    }
+
+    /// [`Replica::tick`], except that the shards it gives back stay held in the database
+    /// (though no longer acted on here) until [`Replica::release_pending`]: the daemon first
+    /// lets the checks of those stores that are in flight finish, so that a token one of them
+    /// rotates reaches the database before anyone else may take the store.
+    pub async fn tick_holding_releases(&mut self) -> Result<TickReport, DbError> {
         let r = self.tick_inner().await;
         if r.is_err() {
             self.stats.failed_ticks.fetch_add(1, Ordering::Relaxed);
         }
         r
+    }
+
+    /// Gives back the shards the last tick let go of.
+    pub async fn release_pending(&mut self) -> Result<(), DbError> {
+        let give = std::mem::take(&mut self.releasing);
+        if let Err(e) = self.db.release(&give).await {
+            // They expire on their own if the database stays away.
+            self.releasing = give;
+            return Err(e);
+        }
+        Ok(())
     }
 
     async fn tick_inner(&mut self) -> Result<TickReport, DbError> {
@@ -233,8 +257,8 @@ impl Replica {
                 published.remove(&f.shard);
             }
         }
-        self.db.release(&give).await?;
         report.released = give.iter().map(|f| f.shard).collect();
+        self.releasing.extend(give);
         for shard in plan.acquire {
             // A lease taken now is trusted from now, not from the start of the tick.
             let at = Instant::now();
@@ -309,7 +333,8 @@ impl Replica {
     /// A clean stop: gives every lease back at once and removes the heartbeat, so the others
     /// take over on their next tick instead of after the lease expires.
     pub async fn leave(mut self) -> Result<(), DbError> {
-        let fences = self.fences_held();
+        let mut fences = self.fences_held();
+        fences.append(&mut self.releasing);
         self.held.clear();
         self.publish();
         self.db.release(&fences).await?;
