@@ -1105,12 +1105,28 @@ mod daemons {
         let issued = |shops: &[String]| -> Vec<usize> {
             shops.iter().map(|s| w.shopee.issued(s).len()).collect()
         };
-        until(
-            Duration::from_secs(30),
-            "every shop refreshed twice",
-            || issued(&shops).iter().all(|k| *k >= 2),
-        )
-        .await;
+        let waited = Instant::now();
+        while !issued(&shops).iter().all(|k| *k >= 2) {
+            let notes = |d: &Daemon| -> String {
+                d.log()
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("moved"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "refreshes {:?}; checks not OK: {}\na: {}\nb: {}",
+                issued(&shops),
+                pg.sql(
+                    "fleet",
+                    "SELECT string_agg(DISTINCT findings, ' ') FROM checks WHERE status <> 0"
+                ),
+                notes(&a),
+                notes(&b)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let settled = db_now(&pg);
         // Refreshes pause (the next tokens live 4 hours), so a dies with none in flight.
         w.shopee.set_access_lifetime(14_400);
