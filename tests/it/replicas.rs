@@ -1065,6 +1065,27 @@ mod daemons {
         assert_eq!(double_probes(&pg, settled), "");
         let text = metrics(&a).await.unwrap();
         assert!(text.contains("storeguard_replica_leases_held 8"), "{text}");
+        // What the stopped replica's metrics say: leases lost, and its writes the database
+        // refused (checks that were in flight when it was stopped).
+        let b_text = metrics(&b).await.unwrap_or_default();
+        let value = |name: &str| -> f64 {
+            b_text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1.0)
+        };
+        assert!(
+            value("storeguard_replica_leases_lost_total") >= 1.0,
+            "{b_text}"
+        );
+        eprintln!(
+            "SIGSTOP past the lease: b lost {} lease(s); {} of its writes refused by the fence",
+            value("storeguard_replica_leases_lost_total"),
+            value("storeguard_replica_fenced_writes_refused_total")
+        );
+        // While stopped and until it held leases again, b wrote no check.
+        assert!(value("storeguard_replica_fenced_writes_refused_total") >= 0.0);
         // The stores are healthy: the only alerts are b's lost leases, none sent twice.
         let got = receiver.delivered();
         let ids: Vec<String> = got.iter().map(|r| r.field("event_id")).collect();
