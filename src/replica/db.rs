@@ -662,11 +662,7 @@ impl Db {
         )
         .await
         .map_err(|e| self.query_err(e))?
-        .map(|r| StoredEntry {
-            entry: r.get(0),
-            armored: r.get(1),
-            generation: r.get(2),
-        }))
+        .map(|r| stored_entry(&r)))
     }
 
     /// The vault entries of these names that the database holds.
@@ -679,11 +675,7 @@ impl Db {
         .await
         .map_err(|e| self.query_err(e))?
         .iter()
-        .map(|r| StoredEntry {
-            entry: r.get(0),
-            armored: r.get(1),
-            generation: r.get(2),
-        })
+        .map(stored_entry)
         .collect())
     }
 
@@ -697,11 +689,7 @@ impl Db {
         .await
         .map_err(|e| self.query_err(e))?
         .iter()
-        .map(|r| StoredEntry {
-            entry: r.get(0),
-            armored: r.get(1),
-            generation: r.get(2),
-        })
+        .map(stored_entry)
         .collect())
     }
 
@@ -834,6 +822,15 @@ pub async fn check_fence(
             shard: fence.shard,
             term: fence.term,
         })),
+    }
+}
+
+/// A `SELECT entry, armored, generation` row.
+fn stored_entry(r: &tokio_postgres::Row) -> StoredEntry {
+    StoredEntry {
+        entry: r.get(0),
+        armored: r.get(1),
+        generation: r.get(2),
     }
 }
 

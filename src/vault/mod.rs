@@ -333,8 +333,16 @@ impl Vault {
     /// An entry's file as stored: the armored age text, never decrypted here (moving entries
     /// to and from the fleet's database). Capped like every read.
     pub fn read_sealed(&self, id: &EntryId) -> Result<String, VaultError> {
+        String::from_utf8(self.read_capped(id)?).map_err(|_| VaultError::Io {
+            path: self.path_of(id),
+            source: io::Error::new(io::ErrorKind::InvalidData, "not ASCII-armored age text"),
+        })
+    }
+
+    /// An entry file's bytes, at most [`MAX_ENTRY_BYTES`] (a larger file is refused whole).
+    fn read_capped(&self, id: &EntryId) -> Result<Vec<u8>, VaultError> {
         let path = self.path_of(id);
-        let f = fs::File::open(&path).map_err(|e| {
+        let file = fs::File::open(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 VaultError::Missing {
                     entry: id.clone(),
@@ -347,14 +355,14 @@ impl Vault {
                 }
             }
         })?;
-        let mut text = String::new();
-        f.take(MAX_ENTRY_BYTES + 1)
-            .read_to_string(&mut text)
+        let mut sealed = Vec::new();
+        file.take(MAX_ENTRY_BYTES + 1)
+            .read_to_end(&mut sealed)
             .map_err(io_err(&path))?;
-        if text.len() as u64 > MAX_ENTRY_BYTES {
+        if sealed.len() as u64 > MAX_ENTRY_BYTES {
             return Err(VaultError::TooLarge { entry: id.clone() });
         }
-        Ok(text)
+        Ok(sealed)
     }
 
     /// Replaces an entry's file with armored age text written elsewhere (atomic, 0600, under
@@ -457,27 +465,7 @@ impl Vault {
 
     /// Decrypts one entry. The whole buffer is dropped (and wiped) on any error.
     pub fn read(&self, id: &EntryId, identity: &Identity) -> Result<Plaintext, VaultError> {
-        let path = self.path_of(id);
-        let file = fs::File::open(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                VaultError::Missing {
-                    entry: id.clone(),
-                    path: path.clone(),
-                }
-            } else {
-                VaultError::Io {
-                    path: path.clone(),
-                    source: e,
-                }
-            }
-        })?;
-        let mut sealed = Vec::new();
-        file.take(MAX_ENTRY_BYTES + 1)
-            .read_to_end(&mut sealed)
-            .map_err(io_err(&path))?;
-        if sealed.len() as u64 > MAX_ENTRY_BYTES {
-            return Err(VaultError::TooLarge { entry: id.clone() });
-        }
+        let sealed = self.read_capped(id)?;
         decrypt(&sealed, identity).map_err(|(reason, help)| VaultError::Decrypt {
             entry: id.clone(),
             reason,
