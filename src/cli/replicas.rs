@@ -139,6 +139,16 @@ fn holdings<'a>(
     })
 }
 
+/// Shards nobody holds now (free, or their lease expired).
+fn unheld(fleet: &Fleet) -> Vec<u32> {
+    fleet
+        .leases
+        .iter()
+        .filter(|l| l.holder.is_none() || l.until.is_none_or(|u| u <= fleet.now))
+        .map(|l| l.shard)
+        .collect()
+}
+
 fn fleet_json(fleet: &Fleet, ttl: chrono::Duration) -> serde_json::Value {
     let replicas: Vec<serde_json::Value> = fleet
         .replicas
@@ -159,12 +169,7 @@ fn fleet_json(fleet: &Fleet, ttl: chrono::Duration) -> serde_json::Value {
             })
         })
         .collect();
-    let unheld: Vec<u32> = fleet
-        .leases
-        .iter()
-        .filter(|l| l.holder.is_none() || l.until.is_none_or(|u| u <= fleet.now))
-        .map(|l| l.shard)
-        .collect();
+    let unheld = unheld(fleet);
     serde_json::json!({
         "now": fleet.now,
         "shards": fleet.leases.len(),
@@ -263,12 +268,7 @@ fn fleet_table(fleet: &Fleet, ttl: chrono::Duration) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    let unheld: Vec<u32> = fleet
-        .leases
-        .iter()
-        .filter(|l| l.holder.is_none() || l.until.is_none_or(|u| u <= fleet.now))
-        .map(|l| l.shard)
-        .collect();
+    let unheld = unheld(fleet);
     out.push_str(&format!(
         "{} shards; unheld: {}\n",
         fleet.leases.len(),

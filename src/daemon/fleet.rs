@@ -246,15 +246,15 @@ async fn settle(shared: &Shared, mine: impl Fn(&str) -> bool) {
     }
 }
 
-/// The stores of `taken` shards, as vault entry names.
-fn entries_of(shared: &Shared, shards: u32, taken: &[u32]) -> Vec<String> {
+/// The ids of the configured stores in `taken` shards.
+fn stores_of(shared: &Shared, shards: u32, taken: &[u32]) -> Vec<String> {
     shared
         .live()
         .config
         .stores
         .iter()
         .filter(|s| taken.contains(&crate::replica::shard_of(&s.id, shards)))
-        .map(|s| crate::vault::EntryId::store(&s.id).to_string())
+        .map(|s| s.id.clone())
         .collect()
 }
 
@@ -268,7 +268,10 @@ async fn pull_shards(
     identity: &crate::vault::Identity,
     taken: &[u32],
 ) {
-    let names = entries_of(shared, replica.shards(), taken);
+    let names: Vec<String> = stores_of(shared, replica.shards(), taken)
+        .iter()
+        .map(|id| crate::vault::EntryId::store(id).to_string())
+        .collect();
     if names.is_empty() {
         return;
     }
@@ -291,13 +294,7 @@ async fn pull_shards(
 /// Reads back the rows of the stores in `shards` (written by their previous holder).
 fn reload_shards(shared: &Shared, shards: u32, taken: &[u32]) {
     let live = shared.live();
-    let ids: Vec<String> = live
-        .config
-        .stores
-        .iter()
-        .filter(|s| taken.contains(&crate::replica::shard_of(&s.id, shards)))
-        .map(|s| s.id.clone())
-        .collect();
+    let ids = stores_of(shared, shards, taken);
     if ids.is_empty() {
         return;
     }

@@ -342,19 +342,7 @@ impl Vault {
     /// An entry file's bytes, at most [`MAX_ENTRY_BYTES`] (a larger file is refused whole).
     fn read_capped(&self, id: &EntryId) -> Result<Vec<u8>, VaultError> {
         let path = self.path_of(id);
-        let file = fs::File::open(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                VaultError::Missing {
-                    entry: id.clone(),
-                    path: path.clone(),
-                }
-            } else {
-                VaultError::Io {
-                    path: path.clone(),
-                    source: e,
-                }
-            }
-        })?;
+        let file = fs::File::open(&path).map_err(|e| entry_io_err(id, &path, e))?;
         let mut sealed = Vec::new();
         file.take(MAX_ENTRY_BYTES + 1)
             .read_to_end(&mut sealed)
@@ -369,16 +357,7 @@ impl Vault {
     /// the lock).
     pub fn write_sealed(&self, id: &EntryId, armored: &str) -> Result<(), VaultError> {
         let _lock = self.lock()?;
-        let path = self.path_of(id);
-        if let Some(parent) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(io_err(parent))?;
-        }
-        write_private(&path, armored.as_bytes()).map_err(io_err(&path))
+        self.replace_locked(id, armored.as_bytes())
     }
 
     /// The generation an entry carries (decrypting it with `identity`).
@@ -585,6 +564,11 @@ impl Vault {
     fn write_sealed_locked(&self, id: &EntryId, plain: &[u8]) -> Result<(), VaultError> {
         let recipients = self.recipients()?;
         let sealed = encrypt(plain, &recipients).map_err(io_err(&self.dir))?;
+        self.replace_locked(id, &sealed)
+    }
+
+    /// Replaces an entry's file with `sealed` (0600, its directory 0700; lock must be held).
+    fn replace_locked(&self, id: &EntryId, sealed: &[u8]) -> Result<(), VaultError> {
         let path = self.path_of(id);
         if let Some(parent) = path.parent() {
             use std::os::unix::fs::DirBuilderExt;
@@ -594,7 +578,7 @@ impl Vault {
                 .create(parent)
                 .map_err(io_err(parent))?;
         }
-        write_private(&path, &sealed).map_err(io_err(&path))
+        write_private(&path, sealed).map_err(io_err(&path))
     }
 
     /// Entries and vault directories whose integrity a local user other than the owner could
@@ -647,19 +631,7 @@ impl Vault {
     pub fn remove(&self, id: &EntryId) -> Result<(), VaultError> {
         let _lock = self.lock()?;
         let path = self.path_of(id);
-        fs::remove_file(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                VaultError::Missing {
-                    entry: id.clone(),
-                    path: path.clone(),
-                }
-            } else {
-                VaultError::Io {
-                    path: path.clone(),
-                    source: e,
-                }
-            }
-        })?;
+        fs::remove_file(&path).map_err(|e| entry_io_err(id, &path, e))?;
         if let Some(parent) = path.parent() {
             sync_dir(parent).map_err(io_err(parent))?;
         }
@@ -801,6 +773,21 @@ pub struct Stamp {
     ino: u64,
     len: u64,
     mtime_ns: i64,
+}
+
+/// An I/O error on an entry's file: `Missing` when it is not there.
+fn entry_io_err(id: &EntryId, path: &Path, e: io::Error) -> VaultError {
+    if e.kind() == io::ErrorKind::NotFound {
+        VaultError::Missing {
+            entry: id.clone(),
+            path: path.to_path_buf(),
+        }
+    } else {
+        VaultError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
 }
 
 /// Atomically replaces `path` with `bytes`: temp file, fsync, rename, fsync of the directory.
