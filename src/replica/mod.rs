@@ -36,6 +36,9 @@ pub struct Stats {
 pub struct Leases {
     shards: u32,
     held: RwLock<BTreeMap<u32, Held>>,
+    /// Shards given back but not yet released in the database (shard → term): no check
+    /// starts on them, but one in flight may still write under their fence.
+    releasing: RwLock<BTreeMap<u32, i64>>,
     stats: Arc<Stats>,
 }
 
@@ -46,6 +49,7 @@ impl Leases {
         Arc::new(Leases {
             shards,
             held: RwLock::new(BTreeMap::new()),
+            releasing: RwLock::new(BTreeMap::new()),
             stats: Arc::default(),
         })
     }
@@ -79,10 +83,14 @@ impl Leases {
     /// to the database even late; it refuses it when the term moved on).
     pub fn last_fence_for_store(&self, store_id: &str) -> Option<Fence> {
         let shard = shard_of(store_id, self.shards);
-        self.held().get(&shard).map(|h| Fence {
-            shard,
-            term: h.term,
-        })
+        let term = self.held().get(&shard).map(|h| h.term).or_else(|| {
+            self.releasing
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&shard)
+                .copied()
+        })?;
+        Some(Fence { shard, term })
     }
 
     /// The shards this replica may act on at `now`.
@@ -144,6 +152,7 @@ impl Replica {
             leases: Arc::new(Leases {
                 shards,
                 held: RwLock::new(BTreeMap::new()),
+                releasing: RwLock::new(BTreeMap::new()),
                 stats: stats.clone(),
             }),
             stats,
@@ -210,6 +219,16 @@ impl Replica {
             self.releasing = give;
             return Err(e);
         }
+        let mut releasing = self
+            .leases
+            .releasing
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        for f in &give {
+            if releasing.get(&f.shard) == Some(&f.term) {
+                releasing.remove(&f.shard);
+            }
+        }
         Ok(())
     }
 
@@ -253,8 +272,14 @@ impl Replica {
         // Checks stop using a shard before the database lets anyone else take it.
         if !give.is_empty() {
             let mut published = self.leases.held.write().unwrap_or_else(|e| e.into_inner());
+            let mut releasing = self
+                .leases
+                .releasing
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             for f in &give {
                 published.remove(&f.shard);
+                releasing.insert(f.shard, f.term);
             }
         }
         report.released = give.iter().map(|f| f.shard).collect();
