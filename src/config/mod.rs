@@ -24,6 +24,7 @@ mod endpoints;
 mod error;
 mod mailbox;
 mod maintenance;
+mod parse;
 mod raw;
 mod store;
 #[cfg(test)]
@@ -526,7 +527,7 @@ impl Config {
                 "start from config/storeguard.example.toml, or run `storeguard init` to write one",
             ));
         }
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let raw: RawConfig = parse::raw_config(text).map_err(|e| {
             let loc = e.span().map(|s| src.locate(s.start));
             ConfigError::one(loc, toml_message(&e), toml_help(&e))
         })?;

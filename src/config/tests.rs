@@ -310,3 +310,151 @@ fn a_user_mail_catalogue_is_read_and_checked_at_load() {
             .contains("cannot read the mail catalogue")
     );
 }
+
+/// A file over the one-piece size: `prelude`, `n` stores of several shapes, then `tail`.
+fn large(prelude: &str, n: usize, tail: &str) -> String {
+    let mut text = String::from(prelude);
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[store]]\nid = \"s{i:05}\"\nmarketplace = \"ozon\"\naccount = \"{i}\"\nname = \"店铺 {i}\"\n"
+        ));
+        match i % 4 {
+            0 => text.push_str("tags = [\"a\", \"b\"]\n  # a comment line\n"),
+            1 => text.push_str("schedule = \"*/15 * * * *\"\nenabled = false\n"),
+            2 => text.push_str("channels = [\n  \"console\",\n]\n"),
+            _ => text.push_str(&format!(
+                "\n   [[ store ]]   # the next one, written loosely\nid = \"t{i}\"\nmarketplace = \"wildberries\"\naccount = \"seller-{i}\"\n"
+            )),
+        }
+    }
+    text.push_str(tail);
+    assert!(text.len() > parse::WHOLE_BYTES);
+    text
+}
+
+/// What `text` reads as, parsed whole (the one-piece parser) and validated.
+fn read_whole(text: &str) -> Config {
+    let raw: RawConfig = toml::from_str(text).unwrap();
+    let mut c = Collector {
+        src: Source {
+            path: Path::new("/etc/storeguard/storeguard.toml"),
+            text,
+        },
+        problems: Vec::new(),
+    };
+    let config = validate(raw, &mut c);
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    config
+}
+
+/// Whether two configs read the same (their maps print in no fixed order: compared apart).
+fn same(a: &Config, b: &Config) -> bool {
+    format!("{:?}", (&a.stores, &a.channels, &a.defaults, &a.daemon))
+        == format!("{:?}", (&b.stores, &b.channels, &b.defaults, &b.daemon))
+        && a.stores.iter().all(|s| a.base_url(s) == b.base_url(s))
+}
+
+const PRELUDE: &str = "[daemon]\nlanguage = \"en\"\n\n[defaults]\nschedule = \"0 * * * *\"\n\n[[channel]]\nname = \"console\"\nkind = \"log\"\n\n";
+
+#[test]
+fn a_large_file_read_in_pieces_reads_as_it_does_whole() {
+    let text = large(PRELUDE, 4000, "");
+    assert!(
+        parse::in_pieces(&text).is_some(),
+        "this file is read in pieces"
+    );
+    let c = load(&text).unwrap();
+    assert_eq!(c.stores.len(), 5000);
+    assert_eq!(c.stores[4999].id, "t3999");
+    assert!(same(&c, &read_whole(&text)));
+}
+
+#[test]
+fn a_large_file_with_tables_after_the_stores_reads_as_it_does_whole() {
+    // A table that is in one piece only: still read in pieces.
+    let tail = "[[maintenance]]\nstores = [\"s0*\"]\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2026-01-02T00:00:00Z\"\n";
+    let text = large(PRELUDE, 4000, tail);
+    assert!(parse::in_pieces(&text).is_some());
+    let c = load(&text).unwrap();
+    assert_eq!(c.maintenance.len(), 1);
+    assert!(same(&c, &read_whole(&text)));
+    // `[[channel]]` is in the prelude too: read whole (only `[[store]]` goes on across pieces).
+    let text = large(
+        PRELUDE,
+        4000,
+        "[[channel]]\nname = \"late\"\nkind = \"log\"\n",
+    );
+    assert!(parse::in_pieces(&text).is_none());
+    assert_eq!(load(&text).unwrap().channels.len(), 2);
+
+    // A table in two pieces, allowed by TOML: read whole.
+    let prelude = format!("{PRELUDE}[marketplace.ozon]\nendpoint = \"http://127.0.0.1:9/\"\n\n");
+    let tail = "[marketplace.wildberries]\nendpoint = \"http://127.0.0.1:8/\"\n";
+    let text = large(&prelude, 4000, tail);
+    assert!(parse::in_pieces(&text).is_none());
+    let c = load(&text).unwrap();
+    assert!(same(&c, &read_whole(&text)));
+    assert_eq!(
+        c.base_url(c.store("t3").unwrap()).as_str(),
+        "http://127.0.0.1:8/"
+    );
+    assert_eq!(
+        c.base_url(c.store("s00003").unwrap()).as_str(),
+        "http://127.0.0.1:9/"
+    );
+
+    // A table in two pieces, refused by TOML: the whole-file parser's message.
+    let text = large(PRELUDE, 4000, "[daemon]\nlanguage = \"zh-CN\"\n");
+    assert!(parse::in_pieces(&text).is_none());
+    let p = first(&text);
+    assert!(p.message.contains("duplicate"), "{}", p.message);
+
+    // The string runs past where the next piece would start.
+    let filler = "x".repeat(parse::PIECE_BYTES);
+    let quoted = format!(
+        "[[store]]\nid = \"quoted\"\nmarketplace = \"ozon\"\naccount = \"1\"\nname = '''\n{filler}\n[[store]]\n'''\n"
+    );
+    let text = large(&format!("{PRELUDE}{quoted}"), 4000, "");
+    assert!(parse::in_pieces(&text).is_none());
+    // Read as one string (a name may not hold a line break: the one problem of this file).
+    let e = load(&text).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e:?}");
+    assert!(e.problems[0].message.contains("`store[0].name`"), "{e:?}");
+}
+
+#[test]
+fn a_large_file_points_at_the_line_of_a_mistake_in_a_late_store() {
+    let text = large(PRELUDE, 4000, "");
+    let line_of = |text: &str, needle: &str| text[..text.find(needle).unwrap()].lines().count() + 1;
+    // A value the validator refuses: its span comes from a piece, its line from the whole file.
+    let bad = text.replacen(
+        "account = \"3901\"\n",
+        "account = \"3901\"\ntimeout = \"soon\"\n",
+        1,
+    );
+    let p = first(&bad);
+    assert_eq!(
+        p.location.unwrap().line,
+        line_of(&bad, "timeout = \"soon\""),
+        "{}",
+        p.message
+    );
+    // A syntax error and an unknown key: the whole-file parser's messages.
+    for (needle, broken) in [
+        ("account = \"3902\"\n", "account = \"3902\n"),
+        (
+            "account = \"3903\"\n",
+            "account = \"3903\"\ncolour = \"red\"\n",
+        ),
+    ] {
+        let bad = text.replacen(needle, broken, 1);
+        let p = first(&bad);
+        let line = line_of(&bad, broken);
+        assert!(
+            p.location.as_ref().unwrap().line.abs_diff(line) <= 1,
+            "{} at {:?}, expected near {line}",
+            p.message,
+            p.location
+        );
+    }
+}
