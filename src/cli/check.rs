@@ -142,8 +142,25 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             hurry.cancel();
         })
     };
-    // Unordered, so one slow store never holds back the next ones; the order is restored after.
-    let mut done: Vec<(usize, Outcome)> = runtime.block_on(async {
+    // JSON rows are written as soon as every row before them is (the array is never held in
+    // memory); a table needs every row for its widths, so its outcomes are kept.
+    use serde::ser::Serializer as _;
+    let mut json = serde_json::Serializer::pretty(std::io::BufWriter::new(std::io::stdout()));
+    let mut rows = match args.json {
+        true => Some(Rows {
+            seq: json.serialize_seq(None)?,
+            next: 0,
+            waiting: std::collections::BTreeMap::new(),
+            failed: None,
+        }),
+        false => None,
+    };
+    let mut kept: Vec<(usize, Outcome)> = Vec::new();
+    let (mut worst, mut checked) = (Status::Ok, 0usize);
+    let row_store = |i: usize| &config.stores[selected[i]];
+    runtime.block_on(async {
+        // Unordered, so one slow store never holds back the next ones; the order is restored
+        // by `Rows` (JSON) or by a sort (table).
         let checks = futures_util::stream::iter(selected.iter().enumerate().map(|(i, &at)| {
             let prober = prober.clone();
             let store = &config.stores[at];
@@ -151,7 +168,7 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             let stop = stop.clone();
             async move {
                 if stop.is_cancelled() {
-                    return None;
+                    return (i, None);
                 }
                 let handle = {
                     let id = id.clone();
@@ -169,63 +186,103 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
                         Default::default(),
                     )
                 });
-                Some((i, outcome))
+                (i, Some(outcome))
             }
         }))
         .buffer_unordered(CONCURRENCY)
-        .filter_map(|x| async move { x })
-        .take_until(hurry.cancelled())
-        .collect::<Vec<_>>();
-        let done = checks.await;
+        .take_until(hurry.cancelled());
+        let mut checks = std::pin::pin!(checks);
+        while let Some((i, outcome)) = checks.next().await {
+            if let Some(o) = &outcome {
+                worst = worst.worst(o.status);
+                checked += 1;
+            }
+            match (&mut rows, outcome) {
+                (Some(rows), outcome) => rows.put(i, outcome, row_store),
+                (None, Some(o)) => kept.push((i, o)),
+                (None, None) => {}
+            }
+        }
         prober.drain_writes().await;
-        done
     });
     watcher.abort();
     let interrupted = caught.get().copied();
-    done.sort_by_key(|(i, _)| *i);
-    let checked: Vec<&Store> = done
-        .iter()
-        .map(|(i, _)| &config.stores[selected[*i]])
-        .collect();
-    let outcomes: Vec<Outcome> = done.into_iter().map(|(_, o)| o).collect();
     // Do not wait for probes still parked on hostile servers (they are past their timeout).
     runtime.shutdown_background();
     if let Some(sig) = interrupted {
         eprintln!(
-            "interrupted by {}: {} store(s) checked, the others were not started; refreshed tokens were saved",
+            "interrupted by {}: {checked} store(s) checked, the others were not started; refreshed tokens were saved",
             sig.name(),
-            outcomes.len()
         );
     }
 
-    let worst = outcomes.iter().fold(Status::Ok, |w, o| w.worst(o.status));
-    if args.json {
-        // Streamed row by row: the whole document is never held in memory.
-        use serde::Serializer as _;
-        use std::io::Write as _;
-        let written = (|| -> std::io::Result<()> {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let mut json = serde_json::Serializer::pretty(&mut out);
-            json.collect_seq(
-                outcomes
-                    .iter()
-                    .zip(&checked)
-                    .map(|(o, s)| JsonRow::new(o, s)),
-            )?;
-            writeln!(out)?;
-            out.flush()
-        })();
-        match written {
-            // `storeguard check --json | head`: the reader went away; nothing to say.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other?,
+    match rows {
+        Some(rows) => {
+            let written = rows.finish(row_store).and_then(|()| {
+                use std::io::Write as _;
+                let mut out = json.into_inner();
+                writeln!(out)?;
+                out.flush()
+            });
+            match written {
+                // `storeguard check --json | head`: the reader went away; nothing to say.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
         }
-    } else {
-        print!("{}", table(&outcomes, lang, timezone));
+        None => {
+            kept.sort_by_key(|(i, _)| *i);
+            let outcomes: Vec<Outcome> = kept.into_iter().map(|(_, o)| o).collect();
+            print!("{}", table(&outcomes, lang, timezone));
+        }
     }
     match interrupted {
         Some(sig) => Ok(ExitCode::from(sig.exit_code())),
         None => Ok(ExitCode::from(worst.exit_code())),
+    }
+}
+
+/// JSON rows in store order while the checks finish out of order: a row waits only for the
+/// rows before it. `None` is a store that was not started (an interrupted run): no row.
+struct Rows<S: serde::ser::SerializeSeq<Ok = (), Error = serde_json::Error>> {
+    seq: S,
+    next: usize,
+    waiting: std::collections::BTreeMap<usize, Option<Outcome>>,
+    /// The first write error; nothing more is written after it.
+    failed: Option<std::io::Error>,
+}
+
+impl<S: serde::ser::SerializeSeq<Ok = (), Error = serde_json::Error>> Rows<S> {
+    fn put<'s>(&mut self, i: usize, outcome: Option<Outcome>, store: impl Fn(usize) -> &'s Store) {
+        self.waiting.insert(i, outcome);
+        while let Some(outcome) = self.waiting.remove(&self.next) {
+            self.next += 1;
+            if let Some(o) = outcome {
+                self.write(&o, store(self.next - 1));
+            }
+        }
+    }
+
+    fn write(&mut self, o: &Outcome, store: &Store) {
+        if self.failed.is_none()
+            && let Err(e) = self.seq.serialize_element(&JsonRow::new(o, store))
+        {
+            self.failed = Some(e.into());
+        }
+    }
+
+    /// Writes the rows still waiting (after an interrupted run some before them never came)
+    /// and closes the array.
+    fn finish<'s>(mut self, store: impl Fn(usize) -> &'s Store) -> std::io::Result<()> {
+        for (i, outcome) in std::mem::take(&mut self.waiting) {
+            if let Some(o) = outcome {
+                self.write(&o, store(i));
+            }
+        }
+        match self.failed {
+            Some(e) => Err(e),
+            None => self.seq.end().map_err(Into::into),
+        }
     }
 }
 
@@ -452,5 +509,54 @@ mod tests {
         assert_eq!(width("abc"), 3);
         assert_eq!(width("店铺"), 4);
         assert_eq!(width("速卖通-1"), 8);
+    }
+
+    #[test]
+    fn json_rows_come_out_in_store_order_as_soon_as_the_rows_before_them_did() {
+        use serde::ser::Serializer as _;
+        let mut text = String::new();
+        for i in 0..5 {
+            text.push_str(&format!(
+                "[[store]]\nid = \"s{i}\"\nmarketplace = \"ozon\"\naccount = \"{i}\"\n"
+            ));
+        }
+        let config = Config::from_toml(Path::new("/x/storeguard.toml"), &text).unwrap();
+        let store = |i: usize| &config.stores[i];
+        let outcome = |i: usize| {
+            Some(Outcome::new(
+                &format!("s{i}"),
+                crate::model::Marketplace::Ozon,
+                Utc::now(),
+                Vec::new(),
+                Default::default(),
+            ))
+        };
+        let mut out = Vec::new();
+        let mut json = serde_json::Serializer::pretty(&mut out);
+        let mut rows = Rows {
+            seq: json.serialize_seq(None).unwrap(),
+            next: 0,
+            waiting: Default::default(),
+            failed: None,
+        };
+        let order = |rows: &Rows<_>| rows.next;
+        rows.put(1, outcome(1), store);
+        assert_eq!(order(&rows), 0, "row 1 waits for row 0");
+        rows.put(0, outcome(0), store);
+        assert_eq!(order(&rows), 2);
+        assert!(rows.waiting.is_empty());
+        // Store 2 was never started (interrupted); 4 came back, 3 never did.
+        rows.put(2, None, store);
+        rows.put(4, outcome(4), store);
+        assert_eq!(order(&rows), 3);
+        rows.finish(store).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let ids: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["store"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["s0", "s1", "s4"]);
     }
 }
