@@ -11,6 +11,7 @@
 
 pub mod entry;
 pub mod journal;
+mod stanza;
 
 pub use entry::{Document, EntryError, EntryId, EntryKind, Schema};
 pub use journal::Rotation;
@@ -125,6 +126,8 @@ pub enum IdentityError {
 /// The X25519 private key that opens the vault.
 pub struct Identity {
     inner: age::x25519::Identity,
+    /// The same key, for opening entries faster (`None`: aws-lc refused it; `inner` opens them).
+    opener: Option<stanza::Opener>,
 }
 
 impl fmt::Debug for Identity {
@@ -135,8 +138,19 @@ impl fmt::Debug for Identity {
 
 impl Identity {
     pub fn generate() -> Self {
-        Identity {
-            inner: age::x25519::Identity::generate(),
+        Self::from_age(age::x25519::Identity::generate())
+    }
+
+    fn from_age(inner: age::x25519::Identity) -> Self {
+        let opener = stanza::Opener::new(&inner);
+        Identity { inner, opener }
+    }
+
+    /// What opens vault entries.
+    fn opener(&self) -> &dyn age::Identity {
+        match &self.opener {
+            Some(o) => o,
+            None => &self.inner,
         }
     }
 
@@ -193,7 +207,7 @@ impl Identity {
             .map(str::trim)
             .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
             .and_then(|l| age::x25519::Identity::from_str(l).ok())
-            .map(|inner| Identity { inner })
+            .map(Self::from_age)
     }
 
     /// Writes a new identity file with mode 0600, refusing to replace anything.
@@ -722,7 +736,7 @@ fn decrypt(sealed: &[u8], identity: &Identity) -> Result<Plaintext, (String, &'s
         ));
     }
     let mut reader = decryptor
-        .decrypt(std::iter::once(&identity.inner as &dyn age::Identity))
+        .decrypt(std::iter::once(identity.opener()))
         .map_err(|e| match e {
             age::DecryptError::NoMatchingKeys => (
                 "no matching key: the entry was not encrypted to this identity".to_string(),
