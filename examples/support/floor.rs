@@ -129,6 +129,46 @@ with cf.ThreadPoolExecutor(64) as ex:
     list(ex.map(one, range(n)))
 "#;
 
+/// `n` POSTs of the Ozon probe through a client built as the daemon builds its own, at most
+/// `concurrency` in flight, on the current runtime: CPU of its threads per request.
+async fn client_alone(url: &str, n: usize, concurrency: usize) -> anyhow::Result<f64> {
+    let client = storeguard::http::client_builder(Duration::from_secs(10)).build()?;
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let one = |i: usize| {
+        let (client, gate, url) = (client.clone(), gate.clone(), url.to_string());
+        async move {
+            let _g = gate.acquire_owned().await;
+            let r = client
+                .post(url)
+                .header("Client-Id", (1_000_000 + i).to_string())
+                .header("Api-Key", "bench-key")
+                .json(&serde_json::json!({}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status() == 200, "nginx answered {}", r.status());
+            r.bytes().await?;
+            anyhow::Ok(())
+        }
+    };
+    // Warm the pool as the daemon's first sweep does, then measure.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        set.spawn(one(i));
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    let c0 = threads_cpu("storeguard");
+    for i in 0..n {
+        set.spawn(one(i));
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    let cpu = threads_cpu("storeguard").saturating_sub(c0);
+    Ok(cpu.as_secs_f64() * 1e6 / n.max(1) as f64)
+}
+
 /// Python `requests`, 64 threads, one POST per store: (wall, CPU), or why it did not run.
 fn run_python(url: &str, n: usize) -> Result<(Duration, Duration), String> {
     let ok = std::process::Command::new("python3")
@@ -199,6 +239,7 @@ pub fn bench_floor(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 
     let (mut cold_cpu, mut cold_wall, mut cold_rss) = (Vec::new(), Vec::new(), Vec::new());
     let (mut warm, mut wrk_cpu, mut python_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let mut client = Vec::new();
     let mut python_note = None;
     for run in 0..args.runs {
         eprintln!(
@@ -242,8 +283,12 @@ pub fn bench_floor(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             d.stop().await?;
             anyhow::Ok(cpu.as_secs_f64() * 1e6 / checks.max(1) as f64)
         })?;
+        // The HTTP client alone, same runtime shape and concurrency: the part of a check that
+        // is reqwest's, not storeguard's.
+        let alone = rt.block_on(client_alone(&url, n, limits.max_concurrent_checks))?;
         drop(rt);
         warm.push(per_check);
+        client.push(alone);
 
         if let Some(wrk) = &wrk {
             let (requests, cpu) = run_wrk(wrk, &url, 5)?;
@@ -284,6 +329,18 @@ pub fn bench_floor(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             ratio(w, floor)
         ),
         floor.map(|f| w <= 4.0 * f),
+    ));
+    let alone = median(client.clone());
+    rows.push(row(
+        format!("the HTTP client alone: reqwest, same runtime, {n} POSTs of the probe"),
+        "-",
+        format!(
+            "{alone:.0} µs per request ({}); {} wrk; the rest of a check is storeguard's: {:.0} µs",
+            runs_note(&client, "µs", 0),
+            ratio(alone, floor),
+            (w - alone).max(0.0)
+        ),
+        None,
     ));
     rows.push(row(
         format!(
