@@ -75,11 +75,7 @@ impl Probe for Ozon {
             ctx.config.endpoints.get(Marketplace::Ozon, "endpoint"),
             "/v1/roles",
         );
-        let req = ctx
-            .client
-            .post(url)
-            .headers(headers.clone())
-            .json(&serde_json::json!({}));
+        let req = ctx.client.post(url).headers(headers).body(EMPTY);
         let answer = match send(ctx.client, req, ctx.timeout()).await {
             Ok(a) => a,
             Err(f) => return Probed::finding(f),
@@ -95,13 +91,20 @@ impl Probe for Ozon {
         out.facts.account = client_id.clone();
         out.findings
             .extend(identity(ctx.store, client_id.as_deref(), "Ozon Client-Id"));
-        out.facts.premium = seller_info(ctx, headers).await;
+        out.facts.premium = seller_info(ctx).await;
         out
     }
 }
 
+/// The body of both calls: an empty JSON object (sent as is, not serialised per check).
+const EMPTY: &str = "{}";
+
 fn headers(ctx: &ProbeCtx<'_>) -> Result<reqwest::header::HeaderMap, Finding> {
-    let mut h = reqwest::header::HeaderMap::new();
+    let mut h = reqwest::header::HeaderMap::with_capacity(3);
+    h.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
     h.insert(
         "Client-Id",
         secret_header(&ctx.secret("client_id")?, "client_id")?,
@@ -114,7 +117,8 @@ fn headers(ctx: &ProbeCtx<'_>) -> Result<reqwest::header::HeaderMap, Finding> {
 }
 
 /// The premium tier, from `/v1/seller/info` at most once a day; the last answer in between.
-async fn seller_info(ctx: &ProbeCtx<'_>, headers: reqwest::header::HeaderMap) -> Option<String> {
+/// Its headers are built again only then (the first call took its own).
+async fn seller_info(ctx: &ProbeCtx<'_>) -> Option<String> {
     let last = ctx
         .memory
         .ozon_info
@@ -131,11 +135,10 @@ async fn seller_info(ctx: &ProbeCtx<'_>, headers: reqwest::header::HeaderMap) ->
         ctx.config.endpoints.get(Marketplace::Ozon, "endpoint"),
         "/v1/seller/info",
     );
-    let req = ctx
-        .client
-        .post(url)
-        .headers(headers)
-        .json(&serde_json::json!({}));
+    let Ok(headers) = headers(ctx) else {
+        return last.and_then(|l| l.premium);
+    };
+    let req = ctx.client.post(url).headers(headers).body(EMPTY);
     let fresh = match send(ctx.client, req, ctx.timeout()).await {
         Ok(a) if a.status == 200 => read_premium(&a.body),
         _ => None,
