@@ -134,8 +134,9 @@ with cf.ThreadPoolExecutor(64) as ex:
 async fn client_alone(url: &str, n: usize, concurrency: usize) -> anyhow::Result<f64> {
     let client = storeguard::http::client_builder(Duration::from_secs(10)).build()?;
     let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let one = |i: usize| {
-        let (client, gate, url) = (client.clone(), gate.clone(), url.to_string());
+    let url = url.to_string();
+    let one = move |i: usize| {
+        let (client, gate, url) = (client.clone(), gate.clone(), url.clone());
         async move {
             let _g = gate.acquire_owned().await;
             let r = client
@@ -150,21 +151,31 @@ async fn client_alone(url: &str, n: usize, concurrency: usize) -> anyhow::Result
             anyhow::Ok(())
         }
     };
+    // Driven from a task on the runtime, the requests of a round tasks nobody joins one by one,
+    // as the daemon drives its checks (see `sweep`).
+    let round = move || {
+        let one = one.clone();
+        tokio::spawn(async move {
+            let requests = tokio_util::task::TaskTracker::new();
+            let failed = Arc::new(std::sync::Mutex::new(None));
+            for i in 0..n {
+                let (one, failed) = (one.clone(), failed.clone());
+                requests.spawn(async move {
+                    if let Err(e) = one(i).await {
+                        failed.lock().unwrap().get_or_insert(e);
+                    }
+                });
+            }
+            requests.close();
+            requests.wait().await;
+            let failed = failed.lock().unwrap().take();
+            failed.map_or(Ok(()), Err)
+        })
+    };
     // Warm the pool as the daemon's first sweep does, then measure.
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..n {
-        set.spawn(one(i));
-    }
-    while let Some(r) = set.join_next().await {
-        r??;
-    }
+    round().await??;
     let c0 = threads_cpu("storeguard");
-    for i in 0..n {
-        set.spawn(one(i));
-    }
-    while let Some(r) = set.join_next().await {
-        r??;
-    }
+    round().await??;
     let cpu = threads_cpu("storeguard").saturating_sub(c0);
     Ok(cpu.as_secs_f64() * 1e6 / n.max(1) as f64)
 }
