@@ -11,12 +11,10 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=scripts/link-order.txt");
-    println!("cargo:rerun-if-env-changed=STOREGUARD_NO_LINK_ORDER");
     let env = |k: &str| std::env::var(k).unwrap_or_default();
     let order = Path::new(&env("CARGO_MANIFEST_DIR")).join("scripts/link-order.txt");
     let wanted = env("PROFILE") == "release"
         && env("TARGET") == "x86_64-unknown-linux-gnu"
-        && std::env::var_os("STOREGUARD_NO_LINK_ORDER").is_none()
         && !env("CARGO_ENCODED_RUSTFLAGS").contains("link")
         && std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_none()
         && rustc_links_with_lld(&env("RUSTC"))

@@ -322,11 +322,10 @@ impl InProcess {
 }
 
 /// One sweep: every enabled store through `daemon::run_check` (probe → health → SQLite →
-/// outbox), under the same caps as the daemon's scheduler (global and per marketplace).
-/// One check of every enabled store, driven as the daemon's schedule loop drives them: from a
-/// task on the runtime, each check a task of a `TaskTracker` that nobody joins one by one (a
-/// `JoinSet` awaited from the thread that blocks on the runtime would wake that thread once per
-/// check, a cost the daemon does not have).
+/// outbox), under the same caps as the daemon's scheduler (global and per marketplace), and
+/// driven as its schedule loop drives them: from a task on the runtime, each check a task of a
+/// `TaskTracker` that nobody joins one by one (a `JoinSet` awaited from the thread that blocks
+/// on the runtime would wake that thread once per check, a cost the daemon does not have).
 async fn sweep(shared: &Arc<Shared>, limits: &Limits) -> usize {
     let (shared, limits) = (shared.clone(), limits.clone());
     tokio::spawn(async move {

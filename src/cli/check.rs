@@ -145,86 +145,81 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     // The checks are driven from a task on the runtime, not from this thread: each finished
     // check then wakes a worker that is usually awake anyway, instead of this parked thread
     // (one futex wake-up and two context switches per store).
-    let selected = Arc::new(selected);
-    let drive = {
-        let (config, selected, prober) = (config.clone(), selected.clone(), prober.clone());
-        let (stop, hurry, json_out) = (stop.clone(), hurry.clone(), args.json);
-        async move {
-            let row_store = |i: usize| &config.stores[selected[i]];
-            // JSON rows are written as soon as every row before them is (the array is never
-            // held in memory); a table needs every row for its widths, so its outcomes are kept.
-            use serde::ser::Serializer as _;
-            let mut json =
-                serde_json::Serializer::pretty(std::io::BufWriter::new(std::io::stdout()));
-            let mut rows = match json_out {
-                true => Some(Rows {
-                    seq: json.serialize_seq(None)?,
-                    next: 0,
-                    waiting: std::collections::BTreeMap::new(),
-                    failed: None,
-                }),
-                false => None,
-            };
-            let mut kept: Vec<(usize, Outcome)> = Vec::new();
-            let (mut worst, mut checked) = (Status::Ok, 0usize);
-            // Unordered, so one slow store never holds back the next ones; the order is
-            // restored by `Rows` (JSON) or by a sort (table).
-            let checks =
-                futures_util::stream::iter(selected.iter().copied().enumerate().map(|(i, at)| {
-                    let prober = prober.clone();
-                    let store = &config.stores[at];
-                    let (id, marketplace) = (store.id.clone(), store.marketplace);
-                    let stop = stop.clone();
-                    async move {
-                        if stop.is_cancelled() {
-                            return (i, None);
-                        }
-                        let handle = {
-                            let id = id.clone();
-                            tokio::spawn(async move { prober.check(&id, now).await })
-                        };
-                        let outcome = handle.await.ok().flatten().unwrap_or_else(|| {
-                            Outcome::new(
-                                &id,
-                                marketplace,
-                                now,
-                                vec![Finding::new(
-                                    crate::outcome::FindingKind::ProtocolError,
-                                    "the check stopped unexpectedly",
-                                )],
-                                Default::default(),
-                            )
-                        });
-                        (i, Some(outcome))
+    let json_out = args.json;
+    let drive = async move {
+        let row_store = |i: usize| &config.stores[selected[i]];
+        // JSON rows are written as soon as every row before them is (the array is never
+        // held in memory); a table needs every row for its widths, so its outcomes are kept.
+        use serde::ser::Serializer as _;
+        let mut json = serde_json::Serializer::pretty(std::io::BufWriter::new(std::io::stdout()));
+        let mut rows = match json_out {
+            true => Some(Rows {
+                seq: json.serialize_seq(None)?,
+                next: 0,
+                waiting: std::collections::BTreeMap::new(),
+                failed: None,
+            }),
+            false => None,
+        };
+        let mut kept: Vec<(usize, Outcome)> = Vec::new();
+        let (mut worst, mut checked) = (Status::Ok, 0usize);
+        // Unordered, so one slow store never holds back the next ones; the order is
+        // restored by `Rows` (JSON) or by a sort (table).
+        let checks =
+            futures_util::stream::iter(selected.iter().copied().enumerate().map(|(i, at)| {
+                let prober = prober.clone();
+                let store = &config.stores[at];
+                let (id, marketplace) = (store.id.clone(), store.marketplace);
+                let stop = stop.clone();
+                async move {
+                    if stop.is_cancelled() {
+                        return (i, None);
                     }
-                }))
-                .buffer_unordered(CONCURRENCY)
-                .take_until(hurry.cancelled());
-            let mut checks = std::pin::pin!(checks);
-            while let Some((i, outcome)) = checks.next().await {
-                if let Some(o) = &outcome {
-                    worst = worst.worst(o.status);
-                    checked += 1;
+                    let handle = {
+                        let id = id.clone();
+                        tokio::spawn(async move { prober.check(&id, now).await })
+                    };
+                    let outcome = handle.await.ok().flatten().unwrap_or_else(|| {
+                        Outcome::new(
+                            &id,
+                            marketplace,
+                            now,
+                            vec![Finding::new(
+                                crate::outcome::FindingKind::ProtocolError,
+                                "the check stopped unexpectedly",
+                            )],
+                            Default::default(),
+                        )
+                    });
+                    (i, Some(outcome))
                 }
-                match (&mut rows, outcome) {
-                    (Some(rows), outcome) => rows.put(i, outcome, row_store),
-                    (None, Some(o)) => kept.push((i, o)),
-                    (None, None) => {}
-                }
+            }))
+            .buffer_unordered(CONCURRENCY)
+            .take_until(hurry.cancelled());
+        let mut checks = std::pin::pin!(checks);
+        while let Some((i, outcome)) = checks.next().await {
+            if let Some(o) = &outcome {
+                worst = worst.worst(o.status);
+                checked += 1;
             }
-            prober.drain_writes().await;
-            // The array is closed first; only then is the writer free to be flushed.
-            let closed = rows.map(|rows| rows.finish(row_store));
-            let written = closed.map(|closed| {
-                closed.and_then(|()| {
-                    use std::io::Write as _;
-                    let mut out = json.into_inner();
-                    writeln!(out)?;
-                    out.flush()
-                })
-            });
-            anyhow::Ok((worst, checked, kept, written))
+            match (&mut rows, outcome) {
+                (Some(rows), outcome) => rows.put(i, outcome, row_store),
+                (None, Some(o)) => kept.push((i, o)),
+                (None, None) => {}
+            }
         }
+        prober.drain_writes().await;
+        // The array is closed first; only then is the writer free to be flushed.
+        let closed = rows.map(|rows| rows.finish(row_store));
+        let written = closed.map(|closed| {
+            closed.and_then(|()| {
+                use std::io::Write as _;
+                let mut out = json.into_inner();
+                writeln!(out)?;
+                out.flush()
+            })
+        });
+        anyhow::Ok((worst, checked, kept, written))
     };
     let (worst, checked, mut kept, written) = runtime.block_on(runtime.spawn(drive))??;
     watcher.abort();
