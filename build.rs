@@ -42,33 +42,35 @@ fn main() {
 /// Whether the C library the binary links against is glibc of at least `major.minor`, as
 /// `getconf GNU_LIBC_VERSION` says ("glibc 2.36"); false when that cannot be told.
 fn glibc_at_least(major: u32, minor: u32) -> bool {
-    let Ok(out) = std::process::Command::new("getconf")
-        .arg("GNU_LIBC_VERSION")
-        .output()
-    else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(version) = text.trim().strip_prefix("glibc ") else {
-        return false;
-    };
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+    let text = command_output("getconf", "GNU_LIBC_VERSION");
+    text.trim()
+        .strip_prefix("glibc ")
+        .is_some_and(|version| major_minor(version) >= (major, minor))
 }
 
 /// Whether this rustc links x86_64 Linux binaries with its bundled LLD by default (1.90+).
 fn rustc_links_with_lld(rustc: &str) -> bool {
-    let Ok(out) = std::process::Command::new(rustc).arg("--version").output() else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
     // "rustc 1.95.0 (59807616e 2026-04-14)"
-    let mut parts = text
-        .split_whitespace()
+    let text = command_output(rustc, "--version");
+    text.split_whitespace()
         .nth(1)
-        .unwrap_or("")
+        .is_some_and(|version| major_minor(version) >= (1, 90))
+}
+
+/// What `program arg` prints on stdout; empty when it cannot be run.
+fn command_output(program: &str, arg: &str) -> String {
+    std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The first two numbers of a version such as "2.36", "1.95.0" or "1.96.0-nightly"; a part
+/// that is not a number counts as 0.
+fn major_minor(version: &str) -> (u32, u32) {
+    let mut parts = version
         .split(['.', '-'])
         .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (1, 90)
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
