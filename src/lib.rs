@@ -28,6 +28,7 @@ pub mod schedule;
 pub mod state;
 pub mod vault;
 pub mod web;
+pub mod zone;
 
 /// storeguard's version, as sent in `user-agent`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -148,7 +148,7 @@ pub fn jitter(store_id: &str, schedule: &CronSchedule) -> Duration {
 /// store's jitter. Missed firings are skipped, never replayed.
 pub fn next_due(
     schedule: &CronSchedule,
-    tz: chrono_tz::Tz,
+    tz: crate::zone::Zone,
     store_id: &str,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn next_due_follows_the_timezone() {
         let s = CronSchedule::parse("0 9 * * *").unwrap();
-        let tz: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
+        let tz: crate::zone::Zone = "Asia/Shanghai".parse().unwrap();
         let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
         let due = next_due(&s, tz, "x", now).unwrap();
         // 09:00 in Shanghai is 01:00 UTC, plus at most 30 s of jitter.

@@ -77,7 +77,7 @@ pub struct Attempt {
 pub struct ChannelSet {
     channels: Vec<Built>,
     client: reqwest::Client,
-    tz: chrono_tz::Tz,
+    tz: crate::zone::Zone,
 }
 
 struct Built {

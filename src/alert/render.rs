@@ -152,7 +152,7 @@ impl Tone {
 }
 
 /// Renders `event` in `lang`, with times in `tz`.
-pub fn render(event: &AlertEvent, lang: Language, tz: chrono_tz::Tz) -> Message {
+pub fn render(event: &AlertEvent, lang: Language, tz: crate::zone::Zone) -> Message {
     let t = |key: &str| i18n::text(lang, key);
     // Alerts about storeguard itself are not about a marketplace.
     let mp = event
@@ -398,7 +398,7 @@ fn status_word(lang: Language, s: Severity) -> String {
 }
 
 /// `2026-11-26 09:30 CST`.
-pub fn local_time(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+pub fn local_time(t: DateTime<Utc>, tz: crate::zone::Zone) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
 
@@ -589,11 +589,13 @@ mod tests {
         }
     }
 
-    const SH: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
+    fn sh() -> crate::zone::Zone {
+        crate::zone::Zone::named("Asia/Shanghai").unwrap()
+    }
 
     #[test]
     fn opened_in_english() {
-        let m = render(&event(EventKind::Opened), Language::En, SH);
+        let m = render(&event(EventKind::Opened), Language::En, sh());
         assert_eq!(
             m.title,
             "[CRITICAL] Ozon 主店 (Moscow) · Ozon: login refused (key, token or secret rejected)"
@@ -616,7 +618,7 @@ mod tests {
 
     #[test]
     fn opened_in_chinese() {
-        let m = render(&event(EventKind::Opened), Language::ZhCn, SH);
+        let m = render(&event(EventKind::Opened), Language::ZhCn, sh());
         assert_eq!(
             m.title,
             "【严重】Ozon 主店 (Moscow) · Ozon：登录被拒绝（密钥、令牌或密码无效）"
@@ -633,13 +635,13 @@ mod tests {
 
     #[test]
     fn resolved_and_reminder_read_differently() {
-        let r = render(&event(EventKind::Resolved), Language::En, SH);
+        let r = render(&event(EventKind::Resolved), Language::En, sh());
         assert!(r.title.starts_with("[RESOLVED] "), "{}", r.title);
         assert!(r.text.starts_with("Fixed: login refused"), "{}", r.text);
         assert!(r.text.contains("after 3h 20m"), "{}", r.text);
         assert!(r.text.contains("Resolved at: 2026-11-26 12:50 CST"));
         assert!(!r.text.contains("What to do"));
-        let m = render(&event(EventKind::Reminder), Language::ZhCn, SH);
+        let m = render(&event(EventKind::Reminder), Language::ZhCn, sh());
         assert!(m.title.starts_with("【仍未解决 · 严重】"), "{}", m.title);
         assert!(
             m.text.starts_with("问题仍未解决，已持续 3 小时 20 分钟。"),
@@ -656,7 +658,7 @@ mod tests {
         e.finding = FindingKind::Unreachable;
         e.severity = Severity::Unknown;
         e.affected = (1..=37).map(|i| format!("ozon-{i}")).collect();
-        let m = render(&e, Language::En, SH);
+        let m = render(&e, Language::En, sh());
         assert_eq!(
             m.title,
             "[UNKNOWN] Ozon API unreachable: 37 stores affected"
@@ -668,7 +670,7 @@ mod tests {
         );
         assert!(m.text.contains("… and 27 more"));
         assert!(!m.text.contains("ozon-11"));
-        let z = render(&e, Language::ZhCn, SH);
+        let z = render(&e, Language::ZhCn, sh());
         assert_eq!(z.title, "【未知】Ozon API 无法访问：37 家店铺受影响");
     }
 
@@ -676,11 +678,11 @@ mod tests {
     fn test_messages_are_marked() {
         let mut e = event(EventKind::Opened);
         e.test = true;
-        let m = render(&e, Language::En, SH);
+        let m = render(&e, Language::En, sh());
         assert!(m.title.starts_with("[TEST] [CRITICAL]"), "{}", m.title);
         assert!(m.text.starts_with("This is a test message"));
         assert!(m.text.contains("What to do: Nothing: this is only a test."));
-        let z = render(&e, Language::ZhCn, SH);
+        let z = render(&e, Language::ZhCn, sh());
         assert!(z.title.starts_with("【测试】【严重】"), "{}", z.title);
         assert_eq!(z.tone, Tone::Test);
     }
@@ -690,7 +692,7 @@ mod tests {
         let mut e = event(EventKind::Opened);
         e.subject = Subject::store("ozon-main", "A*B_<b>&[x](y)`", Marketplace::Ozon);
         e.detail = "err <script> & *bold* `tick`\n\x1b[31m".into();
-        let m = render(&e, Language::En, SH);
+        let m = render(&e, Language::En, sh());
         let md = m.body(Dialect::Markdown);
         assert!(md.contains(r"A\*B\_\<b\>&\[x\](y)\`"), "{md}");
         let tg = m.body(Dialect::TelegramHtml);
@@ -727,7 +729,7 @@ mod tests {
                     let mut e = event(EventKind::Opened);
                     e.finding = f;
                     e.subject = Subject::store("s", "S", mp);
-                    let m = render(&e, lang, SH);
+                    let m = render(&e, lang, sh());
                     assert!(!m.text.contains('{'), "{f} {mp}: {}", m.text);
                     assert!(!m.title.contains('{'));
                     assert!(m.text.lines().count() >= 5);

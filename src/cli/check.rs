@@ -427,7 +427,7 @@ fn width(s: &str) -> usize {
 }
 
 /// The human table: one row per store, then each finding's detail.
-fn table(outcomes: &[Outcome], lang: Language, tz: chrono_tz::Tz) -> String {
+fn table(outcomes: &[Outcome], lang: Language, tz: crate::zone::Zone) -> String {
     let t = |k: &str| i18n::text(lang, k).to_string();
     let header = [
         t("check.col.store"),

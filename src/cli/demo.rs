@@ -37,7 +37,7 @@ pub struct DemoArgs {
 /// Prints alerts the way a channel would deliver them.
 struct Printer {
     lang: Language,
-    tz: chrono_tz::Tz,
+    tz: crate::zone::Zone,
     opened: AtomicUsize,
     resolved: AtomicUsize,
     reminders: AtomicUsize,

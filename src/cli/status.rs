@@ -97,7 +97,7 @@ fn from_state(config: &Config) -> anyhow::Result<Vec<StoreView>> {
     Ok(crate::web::view::from_state(config, &rows, Utc::now()))
 }
 
-fn when(t: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
+fn when(t: Option<DateTime<Utc>>, tz: crate::zone::Zone) -> String {
     t.map_or("-".into(), |t| {
         t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
     })

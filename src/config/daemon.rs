@@ -38,8 +38,8 @@ impl DaemonConfig {
             },
         };
         let timezone = match &d.timezone {
-            None => chrono_tz::UTC,
-            Some(t) => match t.get_ref().parse::<chrono_tz::Tz>() {
+            None => crate::zone::Zone::UTC,
+            Some(t) => match t.get_ref().parse::<crate::zone::Zone>() {
                 Ok(tz) => tz,
                 Err(_) => {
                     c.at(
@@ -47,7 +47,7 @@ impl DaemonConfig {
                         format!("unknown timezone `{}`", t.get_ref()),
                         "use an IANA name such as \"Asia/Shanghai\", \"Europe/Moscow\" or \"UTC\"",
                     );
-                    chrono_tz::UTC
+                    crate::zone::Zone::UTC
                 }
             },
         };

@@ -77,7 +77,7 @@ pub struct DaemonConfig {
     /// Where the identity comes from (config, systemd credential, or next to the config).
     pub identity: PathBuf,
     pub listen: SocketAddr,
-    pub timezone: chrono_tz::Tz,
+    pub timezone: crate::zone::Zone,
     pub language: Language,
     pub history_retention: Duration,
     /// `[daemon] state`: SQLite in `state_dir` (one box), or the fleet's PostgreSQL.
@@ -231,19 +231,19 @@ pub struct Mailbox {
 pub struct LoginHours {
     pub start: chrono::NaiveTime,
     pub end: chrono::NaiveTime,
-    pub tz: chrono_tz::Tz,
+    pub tz: crate::zone::Zone,
 }
 
 impl LoginHours {
     /// Parses `HH:MM-HH:MM ZONE` (the zone optional: the daemon's timezone). A range whose end
     /// is before its start runs past midnight (`20:00-04:00`).
-    pub fn parse(s: &str, default_tz: chrono_tz::Tz) -> Result<LoginHours, String> {
+    pub fn parse(s: &str, default_tz: crate::zone::Zone) -> Result<LoginHours, String> {
         let mut words = s.split_whitespace();
         let range = words.next().ok_or("empty")?;
         let tz = match words.next() {
             None => default_tz,
             Some(z) => z
-                .parse::<chrono_tz::Tz>()
+                .parse::<crate::zone::Zone>()
                 .map_err(|_| format!("unknown timezone `{}`", crate::outcome::sanitize(z, 40)))?,
         };
         if words.next().is_some() {
@@ -400,7 +400,7 @@ impl Maintenance {
     /// The end of the window open at `now`, if one is.
     pub fn open_until(
         &self,
-        tz: chrono_tz::Tz,
+        tz: crate::zone::Zone,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         match &self.window {

@@ -10,7 +10,7 @@ pub(super) struct StoreCx<'a> {
     pub(super) endpoints: &'a Endpoints,
     pub(super) channel_names: &'a HashSet<String>,
     /// The daemon's timezone (`login_hours` without a zone of its own).
-    pub(super) timezone: chrono_tz::Tz,
+    pub(super) timezone: crate::zone::Zone,
     /// Offsets, located only for a duplicate: locating walks the text from its start.
     pub(super) seen: HashMap<String, usize>,
     /// Stores that spell out the same schedule share one parse.

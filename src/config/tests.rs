@@ -141,7 +141,7 @@ fn maintenance_windows() {
          [[maintenance]]\nstart = 2026-12-01T00:00:00Z\nend = \"2026-12-02T00:00:00Z\"\n"
     ))
     .unwrap();
-    let tz = chrono_tz::UTC;
+    let tz = crate::zone::Zone::UTC;
     let at = |h: u32, m: u32| chrono::Utc.with_ymd_and_hms(2026, 11, 3, h, m, 0).unwrap();
     let weekly = &c.maintenance[0];
     assert_eq!(weekly.open_until(tz, at(2, 59)), None);

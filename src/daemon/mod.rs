@@ -161,7 +161,7 @@ impl StoreMem {
     pub fn next_check(
         &self,
         store: &Store,
-        tz: chrono_tz::Tz,
+        tz: crate::zone::Zone,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         let mut due = self.next_due?;

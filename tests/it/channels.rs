@@ -1024,7 +1024,11 @@ async fn every_format_in_both_languages() {
         }
     }
     // The rendering each format got is the one `render` gives on its own.
-    let m = render(&ev, Language::ZhCn, chrono_tz::Asia::Shanghai);
+    let m = render(
+        &ev,
+        Language::ZhCn,
+        storeguard::zone::Zone::named("Asia/Shanghai").unwrap(),
+    );
     let r = f.feishu.last().unwrap();
     assert_eq!(payload_text("feishu-zh", &r), m.body(Dialect::LarkMd));
 }

@@ -253,7 +253,11 @@ async fn email_is_delivered_with_headers_and_both_parts() {
         serde_json::json!(["ops@example.com", "boss@example.com"])
     );
     let h = &m["headers"];
-    let want = render(&ev, Language::ZhCn, chrono_tz::Asia::Shanghai);
+    let want = render(
+        &ev,
+        Language::ZhCn,
+        storeguard::zone::Zone::named("Asia/Shanghai").unwrap(),
+    );
     assert_eq!(h["From"], "storeguard <alerts@example.com>");
     assert_eq!(h["To"], "值班 <ops@example.com>, boss@example.com");
     assert_eq!(h["Subject"], want.title.as_str());

@@ -51,11 +51,11 @@ pub(super) fn finding_words(lang: Language, kind: &str) -> Html {
     }
 }
 
-pub(super) fn full_time(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+pub(super) fn full_time(t: DateTime<Utc>, tz: crate::zone::Zone) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-pub(super) fn date(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+pub(super) fn date(t: DateTime<Utc>, tz: crate::zone::Zone) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d").to_string()
 }
 

@@ -180,7 +180,7 @@ impl StoreView {
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx {
     pub lang: Language,
-    pub tz: chrono_tz::Tz,
+    pub tz: crate::zone::Zone,
     pub now: DateTime<Utc>,
 }
 

@@ -9,7 +9,7 @@ fn now() -> DateTime<Utc> {
 fn ctx(lang: Language) -> Ctx {
     Ctx {
         lang,
-        tz: chrono_tz::Asia::Shanghai,
+        tz: crate::zone::Zone::named("Asia/Shanghai").unwrap(),
         now: now(),
     }
 }
