@@ -642,8 +642,14 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// A 6-field cron expression (UTC) that fires once, `after` from now (rounded to a second).
 fn once_at(after: Duration) -> String {
+    once_at_in(after, storeguard::zone::Zone::UTC)
+}
+
+/// [`once_at`] for a daemon whose `[daemon] timezone` is `zone`.
+fn once_at_in(after: Duration, zone: storeguard::zone::Zone) -> String {
     use chrono::{Datelike, Timelike};
-    let t = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+    let t =
+        (Utc::now() + chrono::Duration::from_std(after).unwrap_or_default()).with_timezone(&zone);
     format!(
         "{} {} {} {} {} *",
         t.second(),
@@ -731,7 +737,10 @@ fn daemon_world(
     let port = free_port()?;
     // Fire after the world is written and the daemon has started (decrypting n entries).
     let lead = Duration::from_secs(8 + (n as u64) / 1000);
-    let schedule = once_at(lead);
+    // The timezone of README's example config, so the daemon reads a zone from the tz
+    // database as a seller's daemon does.
+    let zone = storeguard::zone::Zone::named("Asia/Shanghai")?;
+    let schedule = once_at_in(lead, zone);
     let world = on_disk(fakes.block_on(World::build(
         stores(n),
         world_config(
@@ -740,6 +749,13 @@ fn daemon_world(
             &format!("127.0.0.1:{port}"),
         ),
     ))?)?;
+    let text = std::fs::read_to_string(&world.config_path)?;
+    let text = text.replacen(
+        "[daemon]\n",
+        &format!("[daemon]\ntimezone = \"{zone}\"\n"),
+        1,
+    );
+    std::fs::write(&world.config_path, text)?;
     let child = start_daemon(bin, &world, env)?;
     let deadline = Instant::now() + lead + Duration::from_secs(300);
     loop {
