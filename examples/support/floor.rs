@@ -129,6 +129,41 @@ with cf.ThreadPoolExecutor(64) as ex:
     list(ex.map(one, range(n)))
 "#;
 
+/// Two rounds of `one(0..n)`, the second measured: CPU of the runtime's threads per request.
+/// Driven from a task on the runtime, the requests of a round are tasks nobody joins one by one,
+/// as the daemon drives its checks (see `sweep`); the first round warms the pool as the daemon's
+/// first sweep does.
+async fn per_request_cpu<F, Fut>(n: usize, one: F) -> anyhow::Result<f64>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let round = move || {
+        let one = one.clone();
+        tokio::spawn(async move {
+            let requests = tokio_util::task::TaskTracker::new();
+            let failed = Arc::new(std::sync::Mutex::new(None));
+            for i in 0..n {
+                let (one, failed) = (one.clone(), failed.clone());
+                requests.spawn(async move {
+                    if let Err(e) = one(i).await {
+                        failed.lock().unwrap().get_or_insert(e);
+                    }
+                });
+            }
+            requests.close();
+            requests.wait().await;
+            let failed = failed.lock().unwrap().take();
+            failed.map_or(Ok(()), Err)
+        })
+    };
+    round().await??;
+    let c0 = threads_cpu("storeguard");
+    round().await??;
+    let cpu = threads_cpu("storeguard").saturating_sub(c0);
+    Ok(cpu.as_secs_f64() * 1e6 / n.max(1) as f64)
+}
+
 /// `n` POSTs of the Ozon probe through a client built as the daemon builds its own, at most
 /// `concurrency` in flight, on the current runtime: CPU of its threads per request.
 async fn client_alone(url: &str, n: usize, concurrency: usize) -> anyhow::Result<f64> {
@@ -151,33 +186,34 @@ async fn client_alone(url: &str, n: usize, concurrency: usize) -> anyhow::Result
             anyhow::Ok(())
         }
     };
-    // Driven from a task on the runtime, the requests of a round tasks nobody joins one by one,
-    // as the daemon drives its checks (see `sweep`).
-    let round = move || {
-        let one = one.clone();
-        tokio::spawn(async move {
-            let requests = tokio_util::task::TaskTracker::new();
-            let failed = Arc::new(std::sync::Mutex::new(None));
-            for i in 0..n {
-                let (one, failed) = (one.clone(), failed.clone());
-                requests.spawn(async move {
-                    if let Err(e) = one(i).await {
-                        failed.lock().unwrap().get_or_insert(e);
-                    }
-                });
-            }
-            requests.close();
-            requests.wait().await;
-            let failed = failed.lock().unwrap().take();
-            failed.map_or(Ok(()), Err)
-        })
+    per_request_cpu(n, one).await
+}
+
+/// The same requests through hyper's own pooled client (HTTP/1, no TLS, no redirect or
+/// timeout layer): what any client on hyper and tokio costs, below reqwest.
+async fn hyper_alone(url: &str, n: usize, concurrency: usize) -> anyhow::Result<f64> {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri: hyper::Uri = url.parse()?;
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let one = move |i: usize| {
+        let (client, gate, uri) = (client.clone(), gate.clone(), uri.clone());
+        async move {
+            let _g = gate.acquire_owned().await;
+            let req = hyper::Request::post(uri)
+                .header("Client-Id", (1_000_000 + i).to_string())
+                .header("Api-Key", "bench-key")
+                .header("Content-Type", "application/json")
+                .body(Full::new(bytes::Bytes::from_static(b"{}")))?;
+            let r = client.request(req).await?;
+            anyhow::ensure!(r.status() == 200, "nginx answered {}", r.status());
+            r.into_body().collect().await?;
+            anyhow::Ok(())
+        }
     };
-    // Warm the pool as the daemon's first sweep does, then measure.
-    round().await??;
-    let c0 = threads_cpu("storeguard");
-    round().await??;
-    let cpu = threads_cpu("storeguard").saturating_sub(c0);
-    Ok(cpu.as_secs_f64() * 1e6 / n.max(1) as f64)
+    per_request_cpu(n, one).await
 }
 
 /// Python `requests`, 64 threads, one POST per store: (wall, CPU), or why it did not run.
@@ -250,7 +286,7 @@ pub fn bench_floor(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 
     let (mut cold_cpu, mut cold_wall, mut cold_rss) = (Vec::new(), Vec::new(), Vec::new());
     let (mut warm, mut wrk_cpu, mut python_cpu) = (Vec::new(), Vec::new(), Vec::new());
-    let mut client = Vec::new();
+    let (mut client, mut bare) = (Vec::new(), Vec::new());
     let mut python_note = None;
     for run in 0..args.runs {
         eprintln!(
@@ -297,9 +333,11 @@ pub fn bench_floor(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         // The HTTP client alone, same runtime shape and concurrency: the part of a check that
         // is reqwest's, not storeguard's.
         let alone = rt.block_on(client_alone(&url, n, limits.max_concurrent_checks))?;
+        let hyper = rt.block_on(hyper_alone(&url, n, limits.max_concurrent_checks))?;
         drop(rt);
         warm.push(per_check);
         client.push(alone);
+        bare.push(hyper);
 
         if let Some(wrk) = &wrk {
             let (requests, cpu) = run_wrk(wrk, &url, 5)?;
@@ -350,6 +388,17 @@ pub fn bench_floor(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             runs_note(&client, "µs", 0),
             ratio(alone, floor),
             (w - alone).max(0.0)
+        ),
+        None,
+    ));
+    let h = median(bare.clone());
+    rows.push(row(
+        format!("below reqwest: hyper's pooled client, same runtime, {n} POSTs of the probe"),
+        "-",
+        format!(
+            "{h:.0} µs per request ({}); {} wrk",
+            runs_note(&bare, "µs", 0),
+            ratio(h, floor),
         ),
         None,
     ));
