@@ -2,7 +2,7 @@
 
 use super::commit::{self, Before, Failed, Pending};
 use super::*;
-use crate::state::CheckWrite;
+use crate::state::{CheckWrite, OutcomeRow};
 
 /// Probe → health → memory → the group commit ([`commit`]), waited for. A failed write (disk
 /// full) puts memory back, so it loses no event: the next check derives it again. The
@@ -97,6 +97,8 @@ fn decide(
     fence: Option<crate::replica::Fence>,
     now: DateTime<Utc>,
 ) -> Queued {
+    // The outcome's row and JSON need no lock: built first, the critical section is shorter.
+    let row = OutcomeRow::new(&outcome);
     let mut mem = shared.stores.lock().unwrap_or_else(|e| e.into_inner());
     let fresh = StoreMem::default();
     let prev = mem.get(&store.id).unwrap_or(&fresh);
@@ -192,10 +194,12 @@ fn decide(
     if let Some(g) = &group {
         extra.push((group_id.as_str(), g));
     }
-    let write = CheckWrite::new(&outcome, &health, routed, backoff, &extra).map(|w| match fence {
-        Some(f) => w.fenced(f),
-        None => w,
-    });
+    let write = row
+        .and_then(|row| CheckWrite::new(row, &health, routed, backoff, &extra))
+        .map(|w| match fence {
+            Some(f) => w.fenced(f),
+            None => w,
+        });
     drop(extra);
     shared.metrics.record_check(&outcome);
     note_outage(shared, &store.id, &outcome);

@@ -31,6 +31,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use url::Url;
+use zeroize::Zeroizing;
 
 /// What one probe found (the [`Prober`] adds latency, egress and posture).
 #[derive(Default)]
@@ -143,7 +144,8 @@ impl Creds {
     }
 
     /// Every secret value in the entry (for redaction of details), longer than 3 characters.
-    fn secret_values(&self) -> Vec<String> {
+    /// The copies are wiped when dropped, as the entry's own values are.
+    fn secret_values(&self) -> Vec<Zeroizing<String>> {
         let doc = self.doc();
         let mut out = Vec::new();
         collect_secrets(&doc, self.schema.fields(), &mut out);
@@ -154,12 +156,16 @@ impl Creds {
     }
 }
 
-fn collect_secrets(doc: &Document, fields: &[crate::vault::entry::Field], out: &mut Vec<String>) {
+fn collect_secrets(
+    doc: &Document,
+    fields: &[crate::vault::entry::Field],
+    out: &mut Vec<Zeroizing<String>>,
+) {
     for f in fields.iter().filter(|f| f.secret) {
         if let Some(v) = doc.get(f.name) {
             let v = v.expose_secret();
             if v.chars().count() > 3 {
-                out.push(v.to_string());
+                out.push(Zeroizing::new(v.to_string()));
             }
         }
     }
@@ -289,7 +295,11 @@ impl Prober {
         let Some(slot) = snapshot.slots.get(store_id) else {
             return false;
         };
-        let store = &snapshot.config.stores[slot.index];
+        self.slot_changed(&snapshot.config.stores[slot.index], slot)
+    }
+
+    /// [`Prober::entry_changed`] for a slot already in hand.
+    fn slot_changed(&self, store: &Store, slot: &Slot) -> bool {
         self.vault.stamp(&EntryId::store(&store.id)) != slot.loaded().stamp
     }
 
@@ -357,7 +367,7 @@ impl Prober {
         let slot = snapshot.slots.get(store_id).cloned()?;
         let store = &snapshot.config.stores[slot.index];
         let start = Instant::now();
-        if self.entry_changed(store_id) {
+        if self.slot_changed(store, &slot) {
             let vault = self.vault.clone();
             let identity = self.identity.clone();
             let (slot2, snap2) = (slot.clone(), snapshot.clone());
@@ -401,7 +411,7 @@ impl Prober {
                 if let Ok(lwa) = slot.memory.lwa.try_lock()
                     && let Some(token) = lwa.as_ref()
                 {
-                    secrets.push(token.text().to_string());
+                    secrets.push(Zeroizing::new(token.text().to_string()));
                 }
                 redact(&mut probed.findings, &secrets);
                 probed
@@ -625,9 +635,13 @@ fn posture(doc: &Document, config: &Config, now: DateTime<Utc>) -> Vec<Finding> 
 }
 
 /// Replaces any secret value, or a part of one, that slipped into a detail.
-fn redact(findings: &mut [Finding], secrets: &[String]) {
+fn redact(findings: &mut [Finding], secrets: &[Zeroizing<String>]) {
+    if findings.is_empty() {
+        return;
+    }
+    let secrets: Vec<&str> = secrets.iter().map(|s| s.as_str()).collect();
     for f in findings {
-        f.detail = crate::outcome::redact(&f.detail, secrets);
+        f.detail = crate::outcome::redact(&f.detail, &secrets);
     }
 }
 
@@ -839,7 +853,7 @@ mod tests {
             FindingKind::ProtocolError,
             "got CANARY-x back",
         )];
-        redact(&mut f, &["CANARY-x".to_string()]);
+        redact(&mut f, &[Zeroizing::new("CANARY-x".to_string())]);
         assert_eq!(f[0].detail, "got [REDACTED] back");
     }
 }

@@ -9,6 +9,7 @@ use super::{
 use crate::model::Marketplace;
 use crate::outcome::{Finding, FindingKind};
 use chrono::{DateTime, Utc};
+use reqwest::header::HeaderName;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
@@ -105,14 +106,14 @@ fn headers(ctx: &ProbeCtx<'_>) -> Result<reqwest::header::HeaderMap, Finding> {
         reqwest::header::CONTENT_TYPE,
         reqwest::header::HeaderValue::from_static("application/json"),
     );
+    // Names as constants: a `&str` name is parsed and checked again on every insert.
+    const CLIENT_ID: HeaderName = HeaderName::from_static("client-id");
+    const API_KEY: HeaderName = HeaderName::from_static("api-key");
     h.insert(
-        "Client-Id",
+        CLIENT_ID,
         secret_header(&ctx.secret("client_id")?, "client_id")?,
     );
-    h.insert(
-        "Api-Key",
-        secret_header(&ctx.secret("api_key")?, "api_key")?,
-    );
+    h.insert(API_KEY, secret_header(&ctx.secret("api_key")?, "api_key")?);
     Ok(h)
 }
 

@@ -474,7 +474,13 @@ impl State {
         backoff: Backoff,
         others: &[(&str, &StoreHealth)],
     ) -> Result<(), StateError> {
-        let row = CheckWrite::new(outcome, health, routed.to_vec(), backoff, others)?;
+        let row = CheckWrite::new(
+            OutcomeRow::new(outcome)?,
+            health,
+            routed.to_vec(),
+            backoff,
+            others,
+        )?;
         self.record_checks(&[&row])
     }
 
@@ -602,39 +608,23 @@ fn migrate(conn: &mut Connection, from: u32) -> Result<(), StateError> {
     Ok(())
 }
 
-/// `execute` through the connection's statement cache: parsing these statements costs more
-/// than running them, and they run on every check.
-/// One finished check, serialised and ready for [`State::record_checks`]: built by the task
-/// that ran the check, so the JSON work happens outside the database lock.
+/// The outcome's half of a [`CheckWrite`]: the history row and the outcome's JSON, built from
+/// the outcome alone, so the daemon serialises it before it locks the store map.
 #[derive(Debug)]
-pub struct CheckWrite {
+pub struct OutcomeRow {
     store_id: String,
-    health: String,
     outcome: String,
-    backoff: Backoff,
     at_ms: i64,
     status: i64,
     findings: Option<String>,
     latency_ms: i64,
     egress: Option<String>,
     account: Option<String>,
-    others: Vec<(String, String)>,
-    routed: Vec<Routed>,
-    /// The lease of the store's shard this check was made under (replica mode): the write
-    /// is refused when it is stale.
-    fence: Option<crate::replica::Fence>,
 }
 
-impl CheckWrite {
-    /// `routed` pairs each event with its channels; `others` are health rows of other stores
-    /// (or a grouped incident) that change with this check.
-    pub fn new(
-        outcome: &Outcome,
-        health: &StoreHealth,
-        routed: Vec<Routed>,
-        backoff: Backoff,
-        others: &[(&str, &StoreHealth)],
-    ) -> Result<CheckWrite, StateError> {
+impl OutcomeRow {
+    /// The outcome serialised; fails only if the outcome cannot be written as JSON.
+    pub fn new(outcome: &Outcome) -> Result<OutcomeRow, StateError> {
         let findings = (!outcome.findings.is_empty()).then(|| {
             let mut s = String::new();
             for (i, f) in outcome.findings.iter().enumerate() {
@@ -645,17 +635,48 @@ impl CheckWrite {
             }
             s
         });
-        Ok(CheckWrite {
+        Ok(OutcomeRow {
             store_id: outcome.store_id.clone(),
-            health: to_json(health)?,
             outcome: to_json(outcome)?,
-            backoff,
             at_ms: ms(outcome.checked_at),
             status: status_code(outcome.status),
             findings,
             latency_ms: outcome.facts.latency_ms.min(i64::MAX as u64) as i64,
             egress: outcome.facts.egress.clone(),
             account: outcome.facts.account.clone(),
+        })
+    }
+}
+
+/// One finished check, serialised and ready for [`State::record_checks`]: built by the task
+/// that ran the check, so the JSON work happens outside the database lock.
+#[derive(Debug)]
+pub struct CheckWrite {
+    row: OutcomeRow,
+    health: String,
+    backoff: Backoff,
+    others: Vec<(String, String)>,
+    routed: Vec<Routed>,
+    /// The lease of the store's shard this check was made under (replica mode): the write
+    /// is refused when it is stale.
+    fence: Option<crate::replica::Fence>,
+}
+
+impl CheckWrite {
+    /// `row` is the outcome's ([`OutcomeRow::new`]); `routed` pairs each event with its channels;
+    /// `others` are health rows of other stores (or a grouped incident) that change with this
+    /// check.
+    pub fn new(
+        row: OutcomeRow,
+        health: &StoreHealth,
+        routed: Vec<Routed>,
+        backoff: Backoff,
+        others: &[(&str, &StoreHealth)],
+    ) -> Result<CheckWrite, StateError> {
+        Ok(CheckWrite {
+            row,
+            health: to_json(health)?,
+            backoff,
             others: others
                 .iter()
                 .map(|(id, h)| Ok((id.to_string(), to_json(*h)?)))
@@ -701,9 +722,9 @@ fn write_check(tx: &rusqlite::Transaction<'_>, row: &CheckWrite) -> Result<(), S
         )?
         .query_row(
             params![
-                row.store_id,
+                row.row.store_id,
                 row.health,
-                row.outcome,
+                row.row.outcome,
                 row.backoff.until.map(ms),
                 row.backoff.level as i64
             ],
@@ -715,12 +736,12 @@ fn write_check(tx: &rusqlite::Transaction<'_>, row: &CheckWrite) -> Result<(), S
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             store_rowid,
-            row.at_ms,
-            row.status,
-            row.findings,
-            row.latency_ms,
-            row.egress,
-            row.account
+            row.row.at_ms,
+            row.row.status,
+            row.row.findings,
+            row.row.latency_ms,
+            row.row.egress,
+            row.row.account
         ],
     )?;
     for r in &row.routed {
@@ -729,6 +750,8 @@ fn write_check(tx: &rusqlite::Transaction<'_>, row: &CheckWrite) -> Result<(), S
     Ok(())
 }
 
+/// `execute` through the connection's statement cache: parsing these statements costs more
+/// than running them, and they run on every check.
 fn exec(
     tx: &rusqlite::Transaction<'_>,
     sql: &str,

@@ -194,9 +194,9 @@ impl PgState {
             .query_one(
                 &st,
                 &[
-                    &row.store_id,
+                    &row.row.store_id,
                     &row.health,
-                    &row.outcome,
+                    &row.row.outcome,
                     &row.backoff.until.map(ms),
                     &(row.backoff.level as i32),
                 ],
@@ -217,12 +217,12 @@ impl PgState {
             &st,
             &[
                 &id,
-                &row.at_ms,
-                &(row.status as i16),
-                &row.findings,
-                &row.latency_ms,
-                &row.egress,
-                &row.account,
+                &row.row.at_ms,
+                &(row.row.status as i16),
+                &row.row.findings,
+                &row.row.latency_ms,
+                &row.row.egress,
+                &row.row.account,
                 &self.db.me(),
             ],
         )

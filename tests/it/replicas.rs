@@ -571,7 +571,7 @@ mod state {
     use storeguard::model::Marketplace;
     use storeguard::outcome::{Facts, Finding, FindingKind, Outcome};
     use storeguard::route::Routed;
-    use storeguard::state::{CheckWrite, MailCursor, MailRecord, PgState};
+    use storeguard::state::{CheckWrite, MailCursor, MailRecord, OutcomeRow, PgState};
 
     fn rules() -> Rules {
         Rules {
@@ -603,7 +603,14 @@ mod state {
                 hold_until: None,
             })
             .collect();
-        CheckWrite::new(&o, h, routed, Backoff::default(), &[]).unwrap()
+        CheckWrite::new(
+            OutcomeRow::new(&o).unwrap(),
+            h,
+            routed,
+            Backoff::default(),
+            &[],
+        )
+        .unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
