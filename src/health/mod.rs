@@ -17,7 +17,7 @@
 
 use crate::event::{AlertEvent, EventKind, Subject};
 use crate::model::{Marketplace, Severity};
-use crate::outcome::{Facts, Finding, FindingKind, Outcome, Status};
+use crate::outcome::{Facts, Finding, FindingKind, Outcome, Status, rfc3339};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,7 +50,9 @@ pub struct Incident {
     pub id: String,
     pub finding: FindingKind,
     pub severity: Severity,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub opened_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub last_notified_at: DateTime<Utc>,
     pub detail: String,
     /// Reminders sent so far (gives each reminder a distinct, stable event id).
@@ -72,6 +74,7 @@ pub struct SeenFacts {
     pub marketplaces: Vec<String>,
     pub premium: Option<String>,
     pub store_name: Option<String>,
+    #[serde(serialize_with = "rfc3339::option")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
