@@ -384,10 +384,21 @@ impl Vault {
         &self.dir
     }
 
+    /// `<dir>/<kind>/<name>.age`, built in one allocation: a check `stat`s its store's entry
+    /// through this every time.
     pub fn path_of(&self, id: &EntryId) -> PathBuf {
-        self.dir
-            .join(id.kind.dir())
-            .join(format!("{}.age", id.name))
+        let dir = self.dir.as_os_str();
+        let kind = id.kind.dir();
+        let mut p = std::ffi::OsString::with_capacity(dir.len() + kind.len() + id.name.len() + 6);
+        p.push(dir);
+        if !dir.is_empty() && !dir.as_encoded_bytes().ends_with(b"/") {
+            p.push("/");
+        }
+        p.push(kind);
+        p.push("/");
+        p.push(&id.name);
+        p.push(".age");
+        PathBuf::from(p)
     }
 
     /// What the entry's file is now (inode, size, modification time), from one `stat`: a

@@ -248,3 +248,26 @@ fn a_mailbox_entry_holds_a_password_or_an_oauth_grant() {
         EntryId::mailbox("us-mail")
     );
 }
+
+#[test]
+fn entry_paths_are_what_joining_the_parts_gives() {
+    let ids = [
+        EntryId::store("ozon-main"),
+        EntryId {
+            kind: EntryKind::Channel,
+            name: "ops".into(),
+        },
+    ];
+    for dir in ["", "/", "vault", "/var/lib/storeguard/vault", "/srv/vault/"] {
+        let v = Vault {
+            dir: PathBuf::from(dir),
+        };
+        for id in &ids {
+            let joined = Path::new(dir)
+                .join(id.kind.dir())
+                .join(format!("{}.age", id.name));
+            assert_eq!(v.path_of(id), joined, "{dir:?}");
+            assert_eq!(v.path_of(id).as_os_str(), joined.as_os_str(), "{dir:?}");
+        }
+    }
+}
