@@ -712,30 +712,29 @@ fn write_check(tx: &rusqlite::Transaction<'_>, row: &CheckWrite) -> Result<(), S
             params![id, json],
         )?;
     }
-    let store_rowid: i64 = tx
-        .prepare_cached(
-            "INSERT INTO stores (store_id, health, last_outcome, backoff_until_ms, backoff_level)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (store_id) DO UPDATE SET health = ?2, last_outcome = ?3,
-                 backoff_until_ms = ?4, backoff_level = ?5
-             RETURNING id",
-        )?
-        .query_row(
-            params![
-                row.row.store_id,
-                row.health,
-                row.row.outcome,
-                row.backoff.until.map(ms),
-                row.backoff.level as i64
-            ],
-            |r| r.get(0),
-        )?;
+    // Two plain statements: an upsert with `RETURNING id` would have SQLite build (and tear
+    // down) an ephemeral table for the one row it returns, which cost more than the upsert;
+    // the history row looks the id up through the `store_id` index instead.
+    exec(
+        tx,
+        "INSERT INTO stores (store_id, health, last_outcome, backoff_until_ms, backoff_level)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (store_id) DO UPDATE SET health = ?2, last_outcome = ?3,
+             backoff_until_ms = ?4, backoff_level = ?5",
+        params![
+            row.row.store_id,
+            row.health,
+            row.row.outcome,
+            row.backoff.until.map(ms),
+            row.backoff.level as i64
+        ],
+    )?;
     exec(
         tx,
         "INSERT OR REPLACE INTO checks (store, at_ms, status, findings, latency_ms, egress, account)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES ((SELECT id FROM stores WHERE store_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-            store_rowid,
+            row.row.store_id,
             row.row.at_ms,
             row.row.status,
             row.row.findings,
