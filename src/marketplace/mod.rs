@@ -93,6 +93,19 @@ impl ProbeCtx<'_> {
         })
     }
 
+    /// A text field of the store's vault entry as a sensitive header value, built from the
+    /// entry itself rather than from a copy of the secret.
+    fn secret_header(&self, name: &str) -> Result<HeaderValue, Finding> {
+        let doc = self.creds.doc();
+        let value = doc.get(name).ok_or_else(|| {
+            Finding::new(
+                FindingKind::VaultUnreadable,
+                format!("vault entry has no `{name}`"),
+            )
+        })?;
+        secret_header(value, name)
+    }
+
     /// The longest expiry-warning window.
     fn warning_window(&self) -> Duration {
         self.config
@@ -687,12 +700,13 @@ pub(crate) async fn send(
         .build()
         .map_err(|e| transport(HttpError::from_reqwest(e), None))?;
     http::check_url(req.url()).map_err(|e| transport(e, None))?;
-    let resp = client
+    let mut resp = client
         .execute(req)
         .await
         .map_err(|e| transport(HttpError::from_reqwest(e), None))?;
     let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
+    // Taken, not copied: reading the body needs none of them.
+    let headers = std::mem::take(resp.headers_mut());
     let body = http::read_capped(resp, MAX_BODY_BYTES)
         .await
         .map_err(|e| transport(e, Some(status)))?;

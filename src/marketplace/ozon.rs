@@ -3,8 +3,8 @@
 //! `company` block holds tax ids: it is never even deserialised.
 
 use super::{
-    Answer, Probe, ProbeCtx, Probed, endpoint, expiring, generic, identity, rate_limited,
-    secret_header, send, unrecognised,
+    Answer, Probe, ProbeCtx, Probed, endpoint, expiring, generic, identity, rate_limited, send,
+    unrecognised,
 };
 use crate::model::Marketplace;
 use crate::outcome::{Finding, FindingKind};
@@ -70,6 +70,7 @@ impl Probe for Ozon {
         };
         let client_id = ctx
             .creds
+            .doc()
             .get("client_id")
             .map(|c| c.expose_secret().trim().to_string());
         let url = endpoint(
@@ -109,11 +110,8 @@ fn headers(ctx: &ProbeCtx<'_>) -> Result<reqwest::header::HeaderMap, Finding> {
     // Names as constants: a `&str` name is parsed and checked again on every insert.
     const CLIENT_ID: HeaderName = HeaderName::from_static("client-id");
     const API_KEY: HeaderName = HeaderName::from_static("api-key");
-    h.insert(
-        CLIENT_ID,
-        secret_header(&ctx.secret("client_id")?, "client_id")?,
-    );
-    h.insert(API_KEY, secret_header(&ctx.secret("api_key")?, "api_key")?);
+    h.insert(CLIENT_ID, ctx.secret_header("client_id")?);
+    h.insert(API_KEY, ctx.secret_header("api_key")?);
     Ok(h)
 }
 

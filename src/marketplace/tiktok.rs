@@ -9,7 +9,7 @@
 
 use super::{
     Answer, Probe, ProbeCtx, Probed, endpoint, expiring, generic, json_text, rate_limited, rotate,
-    secret_header, send, unrecognised,
+    send, unrecognised,
 };
 use crate::model::Marketplace;
 use crate::outcome::{Finding, FindingKind, sanitize};
@@ -218,7 +218,7 @@ async fn probe_inner(ctx: &ProbeCtx<'_>, out: &mut Probed) -> Result<(), Finding
         refreshed = true;
     }
     loop {
-        let token = secret_header(&ctx.secret("access_token")?, "access_token")?;
+        let token = ctx.secret_header("access_token")?;
         let ts = Utc::now().timestamp().to_string();
         let params = [("app_key", app.key.as_str()), ("timestamp", ts.as_str())];
         let signature = sign(app.secret.expose_secret().as_bytes(), SHOPS, &params, b"");
