@@ -85,25 +85,14 @@ pub trait TokenMirror: Send + Sync {
 impl ProbeCtx<'_> {
     /// A text field of the store's vault entry.
     fn secret(&self, name: &str) -> Result<SecretString, Finding> {
-        self.creds.get(name).ok_or_else(|| {
-            Finding::new(
-                FindingKind::VaultUnreadable,
-                format!("vault entry has no `{name}`"),
-            )
-        })
+        self.creds.get(name).ok_or_else(|| no_field(name))
     }
 
     /// A text field of the store's vault entry as a sensitive header value, built from the
     /// entry itself rather than from a copy of the secret.
     fn secret_header(&self, name: &str) -> Result<HeaderValue, Finding> {
         let doc = self.creds.doc();
-        let value = doc.get(name).ok_or_else(|| {
-            Finding::new(
-                FindingKind::VaultUnreadable,
-                format!("vault entry has no `{name}`"),
-            )
-        })?;
-        secret_header(value, name)
+        secret_header(doc.get(name).ok_or_else(|| no_field(name))?, name)
     }
 
     /// The longest expiry-warning window.
@@ -675,6 +664,14 @@ pub(crate) fn endpoint(base: &Url, path: &str) -> Url {
     let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
     u.set_path(&joined);
     u
+}
+
+/// The finding for a vault entry without the field a probe needs.
+fn no_field(name: &str) -> Finding {
+    Finding::new(
+        FindingKind::VaultUnreadable,
+        format!("vault entry has no `{name}`"),
+    )
 }
 
 /// A header value built from a secret, marked sensitive.

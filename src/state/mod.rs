@@ -713,8 +713,8 @@ fn write_check(tx: &rusqlite::Transaction<'_>, row: &CheckWrite) -> Result<(), S
         )?;
     }
     // Two plain statements: an upsert with `RETURNING id` would have SQLite build (and tear
-    // down) an ephemeral table for the one row it returns, which cost more than the upsert;
-    // the history row looks the id up through the `store_id` index instead.
+    // down) an ephemeral table for the one row it returns, 14k of the group commit's 38k
+    // instructions per check; the history row looks the id up through the `store_id` index.
     exec(
         tx,
         "INSERT INTO stores (store_id, health, last_outcome, backoff_until_ms, backoff_level)
