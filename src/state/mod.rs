@@ -332,6 +332,20 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// `MIGRATIONS[n]` takes a file from version `n + 1` to `n + 2`.
 const MIGRATIONS: &[&str] = &[MAIL_SCHEMA];
 
+/// What to do when the state file could not be opened for reading, from why the file itself
+/// could not be opened (`None`: it can be, SQLite failed on something else).
+fn read_only_help(file: Option<std::io::ErrorKind>) -> &'static str {
+    match file {
+        Some(std::io::ErrorKind::NotFound) => {
+            "no state yet: the daemon (`storeguard run`) records every check there; a one-off `storeguard check` records nothing"
+        }
+        Some(std::io::ErrorKind::PermissionDenied) => {
+            "this user may not read it: run the command as the daemon's user (e.g. `sudo -u storeguard storeguard status`) or as root"
+        }
+        _ => "check [daemon] state_dir and that the file is a storeguard state database",
+    }
+}
+
 impl State {
     /// Opens (creating if needed) the state database in `dir`.
     pub fn open(dir: &Path) -> Result<State, StateError> {
@@ -407,9 +421,9 @@ impl State {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|source| StateError::Open {
+            help: read_only_help(std::fs::File::open(&path).err().map(|e| e.kind())),
             path: path.clone(),
             source,
-            help: "no state yet: start the daemon (storeguard run) or run a check first",
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(State {

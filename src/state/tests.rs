@@ -472,3 +472,27 @@ fn a_mail_is_recorded_and_alerted_once_with_its_cursor() {
     assert_eq!(s.mail_records(Some("amazon-us"), 5).unwrap(), vec![record]);
     assert!(s.mail_records(Some("other"), 5).unwrap().is_empty());
 }
+
+#[test]
+fn reading_a_missing_state_says_what_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Err(e) = State::open_read_only(dir.path()) else {
+        panic!("a missing state file opened");
+    };
+    let text = e.to_string();
+    assert!(text.contains("no state yet"), "{text}");
+    assert!(text.contains("storeguard run"), "{text}");
+    // A one-off check records nothing: the help must not send the user to it.
+    assert!(text.contains("records nothing"), "{text}");
+    // Unreadable or broken files get their own help.
+    assert!(
+        read_only_help(Some(std::io::ErrorKind::PermissionDenied)).contains("sudo -u storeguard")
+    );
+    assert!(read_only_help(None).contains("state_dir"));
+    // A directory in place of the file is not "no state yet".
+    std::fs::create_dir(dir.path().join(FILE_NAME)).unwrap();
+    let Err(e) = State::open_read_only(dir.path()) else {
+        panic!("a directory opened as the state file");
+    };
+    assert!(!e.to_string().contains("no state yet"), "{e}");
+}
