@@ -85,7 +85,7 @@ impl HttpError {
         if e.is_timeout() {
             HttpError::Timeout
         } else if e.is_connect() {
-            HttpError::Connect(error_chain(&e))
+            HttpError::Connect(connect_cause(&e))
         } else {
             HttpError::Other(error_chain(&e))
         }
@@ -109,6 +109,31 @@ pub fn error_chain_capped(e: &dyn std::error::Error, max: usize) -> String {
 
 fn error_chain(e: &dyn std::error::Error) -> String {
     error_chain_capped(e, 200)
+}
+
+/// Layers of a failed connection that only say a request or a connection failed, which
+/// `HttpError::Connect` already says: left out so the cause (DNS, refused, TLS) leads.
+const CONNECT_WRAPPERS: [&str; 3] = [
+    "error sending request",
+    "client error (Connect)",
+    "error resolving DNS",
+];
+
+/// Why a connection failed, without the layers of [`CONNECT_WRAPPERS`].
+fn connect_cause(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(layer) = next {
+        let t = layer.to_string();
+        if !CONNECT_WRAPPERS.contains(&t.as_str()) && !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        next = layer.source();
+    }
+    if parts.is_empty() {
+        return error_chain(e);
+    }
+    crate::outcome::sanitize(&parts.join(": "), 200)
 }
 
 /// Reads a response body in chunks, failing once it passes `cap` bytes.
@@ -178,6 +203,34 @@ mod tests {
         assert!(check_url(&Url::parse("https://example.com/x").unwrap()).is_ok());
         assert!(check_url(&Url::parse("http://example.com/x").unwrap()).is_err());
         assert!(check_url(&Url::parse("ftp://127.0.0.1/x").unwrap()).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_its_cause_first() {
+        // A port nobody listens on: bind one, then close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = client_builder(Duration::from_secs(5)).build().unwrap();
+        let e = client
+            .get(format!("http://127.0.0.1:{port}/v1/roles"))
+            .send()
+            .await
+            .unwrap_err();
+        let text = HttpError::from_reqwest(e).to_string();
+        assert!(
+            text.starts_with("connection failed: tcp connect error: Connection refused"),
+            "{text}"
+        );
+        for wrapper in CONNECT_WRAPPERS {
+            assert!(!text.contains(wrapper), "{text}");
+        }
+        assert!(
+            !text.contains(&port.to_string()),
+            "the URL stays out: {text}"
+        );
     }
 
     #[test]
