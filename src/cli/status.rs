@@ -97,6 +97,15 @@ fn from_state(config: &Config) -> anyhow::Result<Vec<StoreView>> {
     Ok(crate::web::view::from_state(config, &rows, Utc::now()))
 }
 
+/// "1 store", "2 stores".
+fn stores_counted(n: usize) -> String {
+    if n == 1 {
+        "1 store".into()
+    } else {
+        format!("{n} stores")
+    }
+}
+
 fn when(t: Option<DateTime<Utc>>, tz: crate::zone::Zone) -> String {
     t.map_or("-".into(), |t| {
         t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
@@ -127,8 +136,11 @@ pub fn status(config_path: &Path, args: StatusArgs) -> anyhow::Result<ExitCode> 
         .enable_all()
         .build()?;
     let (statuses, source) = match rt.block_on(from_daemon(&config)) {
-        Some(s) => (s, "daemon"),
-        None => (from_state(&config)?, "state file (daemon not reachable)"),
+        Some(s) => (s, "from the daemon"),
+        None => (
+            from_state(&config)?,
+            "from the state file: the daemon is not reachable",
+        ),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
@@ -151,7 +163,7 @@ pub fn status(config_path: &Path, args: StatusArgs) -> anyhow::Result<ExitCode> 
             };
             [
                 s.id.clone(),
-                s.marketplace.as_str().to_string(),
+                s.marketplace.display_name().to_string(),
                 if s.enabled { status } else { "disabled".into() },
                 incidents,
                 when(s.last_check, tz),
@@ -172,7 +184,7 @@ pub fn status(config_path: &Path, args: StatusArgs) -> anyhow::Result<ExitCode> 
         "EXPIRES",
     ];
     print_table(&headers, &rows);
-    eprintln!("({} stores, from the {source})", statuses.len());
+    eprintln!("({}, {source})", stores_counted(statuses.len()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -463,4 +475,14 @@ fn launch_browser(url: &str) -> Option<String> {
         .status()
         .is_ok_and(|s| s.success())
         .then(|| opener.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_counts_agree_with_their_number() {
+        assert_eq!(super::stores_counted(0), "0 stores");
+        assert_eq!(super::stores_counted(1), "1 store");
+        assert_eq!(super::stores_counted(10_000), "10000 stores");
+    }
 }

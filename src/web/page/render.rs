@@ -25,7 +25,11 @@ pub fn render_index(p: &Index<'_>) -> String {
         "<span class=\"total\">{}</span>",
         fill(
             lang,
-            "page.summary.stores",
+            if enabled.len() == 1 {
+                "page.summary.store"
+            } else {
+                "page.summary.stores"
+            },
             &[("count", bold(enabled.len()))]
         )
     );

@@ -565,3 +565,13 @@ fn an_amazon_store_shows_when_to_re_authorise_and_whether_that_is_inferred() {
     });
     assert!(!page.contains("Re-authorise"));
 }
+
+#[test]
+fn one_store_is_counted_in_the_singular() {
+    let one: Vec<StoreView> = sample().into_iter().filter(|s| s.enabled).take(1).collect();
+    let page = index(Language::En, &one, &PageQuery::default());
+    assert!(page.contains("<b>1</b> store:"), "{page}");
+    assert!(!page.contains("<b>1</b> stores:"));
+    let page = index(Language::ZhCn, &one, &PageQuery::default());
+    assert!(page.contains("共 <b>1</b> 家店铺："));
+}
