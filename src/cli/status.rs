@@ -106,6 +106,13 @@ fn stores_counted(n: usize) -> String {
     }
 }
 
+/// The end of a silence in the configured timezone, to the second, with its offset.
+fn until_text(t: DateTime<Utc>, tz: crate::zone::Zone) -> String {
+    t.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
 fn when(t: Option<DateTime<Utc>>, tz: crate::zone::Zone) -> String {
     t.map_or("-".into(), |t| {
         t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
@@ -262,7 +269,10 @@ pub fn silence(config_path: &Path, args: SilenceArgs) -> anyhow::Result<ExitCode
     });
     match via_daemon {
         Some((200, until)) => {
-            println!("{} silenced until {}", args.store, until.trim());
+            let until = DateTime::parse_from_rfc3339(until.trim())
+                .map(|t| until_text(t.with_timezone(&Utc), config.daemon.timezone))
+                .unwrap_or_else(|_| crate::outcome::sanitize(until.trim(), 60));
+            println!("{} silenced until {until}", args.store);
             Ok(ExitCode::SUCCESS)
         }
         Some((401, _)) => anyhow::bail!(
@@ -275,7 +285,7 @@ pub fn silence(config_path: &Path, args: SilenceArgs) -> anyhow::Result<ExitCode
             println!(
                 "{} silenced until {} (daemon not running; it applies at start)",
                 args.store,
-                until.to_rfc3339()
+                until_text(until, config.daemon.timezone)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -479,6 +489,18 @@ fn launch_browser(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_silence_ends_in_the_configured_timezone() {
+        use chrono::TimeZone;
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 4, 23, 6, 14)
+            .unwrap();
+        let utc = "UTC".parse::<crate::zone::Zone>().unwrap();
+        let shanghai = "Asia/Shanghai".parse::<crate::zone::Zone>().unwrap();
+        assert_eq!(super::until_text(t, utc), "2026-12-04 23:06:14 +00:00");
+        assert_eq!(super::until_text(t, shanghai), "2026-12-05 07:06:14 +08:00");
+    }
+
     #[test]
     fn store_counts_agree_with_their_number() {
         assert_eq!(super::stores_counted(0), "0 stores");
