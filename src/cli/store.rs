@@ -120,15 +120,17 @@ pub fn add(config_path: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
     let vault = open_vault(&config)?;
     let identity = super::identity_if_present(&config)?;
 
+    // The entry before the store: a vault that cannot be written (no recipients, a full disk)
+    // leaves the config as it was, instead of naming a store the daemon has no secrets for.
+    vault.write(&entry, &mut secrets, None, identity.as_ref())?;
     crate::vault::write_atomic(&config.path, updated.as_bytes(), 0o640)
         .with_context(|| format!("writing {}", config.path.display()))?;
-    vault.write(&entry, &mut secrets, None, identity.as_ref())?;
     eprintln!(
         "added store `{id}` to {} and its secrets to the vault",
         config.path.display()
     );
     eprintln!(
-        "check it with: storeguard --config {} config check",
+        "check its login now with: storeguard --config {} check {id}",
         config.path.display()
     );
     Ok(ExitCode::SUCCESS)

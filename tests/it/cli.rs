@@ -243,6 +243,35 @@ fn store_add_refuses_an_invalid_store_and_writes_nothing() {
 }
 
 #[test]
+fn store_add_leaves_the_config_alone_when_the_vault_cannot_be_written() {
+    let s = Setup::init();
+    let path = s.dir.path().join("storeguard.toml");
+    let before = fs::read(&path).unwrap();
+    fs::remove_file(s.dir.path().join("vault/recipients.txt")).unwrap();
+    let out = s.run(
+        &[
+            "store",
+            "add",
+            "--marketplace",
+            "ozon",
+            "--id",
+            "ozon-late",
+            "--name",
+            "Late",
+            "--account",
+            "1",
+        ],
+        Some("client_id = \"1\"\napi_key = \"CANARY-cli-add-0012\"\n"),
+    );
+    assert!(!out.status.success());
+    let err = out.stderr_str();
+    assert!(err.contains("recipients"), "{err}");
+    assert!(!err.contains("CANARY"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), before, "the config changed");
+    assert!(!s.dir.path().join("vault/stores/ozon-late.age").exists());
+}
+
+#[test]
 fn secrets_never_reach_error_messages() {
     let s = Setup::init();
     s.add_ozon_store("ozon-main", "1", "CANARY-cli-err-0006");
