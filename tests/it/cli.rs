@@ -1,6 +1,6 @@
 //! The CLI as a user runs it: the real binary, real files, the reference `age` CLI.
 
-use crate::util::{Setup, storeguard};
+use crate::util::{Run, Setup, storeguard};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
@@ -212,26 +212,31 @@ fn store_add_keeps_the_file_byte_for_byte() {
     assert!(s.run(&["config", "check"], None).status.success());
 }
 
-#[test]
-fn store_add_refuses_an_invalid_store_and_writes_nothing() {
-    let s = Setup::init();
-    let path = s.dir.path().join("storeguard.toml");
-    let before = fs::read(&path).unwrap();
-    let out = s.run(
+/// `store add` of an Ozon store `id` (account 1) with `secrets` on stdin.
+fn store_add_ozon(s: &Setup, id: &str, secrets: &str) -> Run {
+    s.run(
         &[
             "store",
             "add",
             "--marketplace",
             "ozon",
             "--id",
-            "x",
+            id,
             "--name",
-            "X",
+            "Ozon",
             "--account",
             "1",
         ],
-        Some("client_id = \"1\"\n"),
-    );
+        Some(secrets),
+    )
+}
+
+#[test]
+fn store_add_refuses_an_invalid_store_and_writes_nothing() {
+    let s = Setup::init();
+    let path = s.dir.path().join("storeguard.toml");
+    let before = fs::read(&path).unwrap();
+    let out = store_add_ozon(&s, "x", "client_id = \"1\"\n");
     assert!(!out.status.success());
     assert!(
         out.stderr_str().contains("missing field `api_key`"),
@@ -248,20 +253,10 @@ fn store_add_leaves_the_config_alone_when_the_vault_cannot_be_written() {
     let path = s.dir.path().join("storeguard.toml");
     let before = fs::read(&path).unwrap();
     fs::remove_file(s.dir.path().join("vault/recipients.txt")).unwrap();
-    let out = s.run(
-        &[
-            "store",
-            "add",
-            "--marketplace",
-            "ozon",
-            "--id",
-            "ozon-late",
-            "--name",
-            "Late",
-            "--account",
-            "1",
-        ],
-        Some("client_id = \"1\"\napi_key = \"CANARY-cli-add-0012\"\n"),
+    let out = store_add_ozon(
+        &s,
+        "ozon-late",
+        "client_id = \"1\"\napi_key = \"CANARY-cli-add-0012\"\n",
     );
     assert!(!out.status.success());
     let err = out.stderr_str();
