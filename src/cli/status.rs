@@ -98,11 +98,11 @@ fn from_state(config: &Config) -> anyhow::Result<Vec<StoreView>> {
 }
 
 /// "1 store", "2 stores".
-fn stores_counted(n: usize) -> String {
+fn counted(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
-        "1 store".into()
+        format!("1 {one}")
     } else {
-        format!("{n} stores")
+        format!("{n} {many}")
     }
 }
 
@@ -191,7 +191,7 @@ pub fn status(config_path: &Path, args: StatusArgs) -> anyhow::Result<ExitCode> 
         "EXPIRES",
     ];
     print_table(&headers, &rows);
-    eprintln!("({}, {source})", stores_counted(statuses.len()));
+    eprintln!("({}, {source})", counted(statuses.len(), "store", "stores"));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -354,13 +354,15 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
             })
         })
         .collect();
-    print_table(
-        &["TIME", "STATUS", "FINDINGS", "LATENCY", "EGRESS", "ACCOUNT"],
-        &table,
-    );
+    if !table.is_empty() {
+        print_table(
+            &["TIME", "STATUS", "FINDINGS", "LATENCY", "EGRESS", "ACCOUNT"],
+            &table,
+        );
+    }
     eprintln!(
-        "({} login records for {} since {})",
-        rows.len(),
+        "({} for {} since {})",
+        counted(rows.len(), "login record", "login records"),
         args.store,
         crate::duration::format(since)
     );
@@ -503,8 +505,13 @@ mod tests {
 
     #[test]
     fn store_counts_agree_with_their_number() {
-        assert_eq!(super::stores_counted(0), "0 stores");
-        assert_eq!(super::stores_counted(1), "1 store");
-        assert_eq!(super::stores_counted(10_000), "10000 stores");
+        let stores = |n| super::counted(n, "store", "stores");
+        assert_eq!(stores(0), "0 stores");
+        assert_eq!(stores(1), "1 store");
+        assert_eq!(stores(10_000), "10000 stores");
+        assert_eq!(
+            super::counted(1, "login record", "login records"),
+            "1 login record"
+        );
     }
 }
