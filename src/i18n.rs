@@ -34,6 +34,16 @@ fn catalogue(lang: Language) -> &'static HashMap<String, String> {
     }
 }
 
+/// An English count with its noun: "1 store", "0 stores", "2 stores" (lines the catalogues do
+/// not carry: CLI summaries, the service manager's status line).
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// The text for `key`; falls back to English, then to the key itself (a missing text shows
 /// as its key, never as nothing).
 pub fn text(lang: Language, key: &str) -> &'static str {

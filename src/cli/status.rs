@@ -97,15 +97,6 @@ fn from_state(config: &Config) -> anyhow::Result<Vec<StoreView>> {
     Ok(crate::web::view::from_state(config, &rows, Utc::now()))
 }
 
-/// "1 store", "2 stores".
-fn counted(n: usize, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
-}
-
 /// The end of a silence in the configured timezone, to the second, with its offset.
 fn until_text(t: DateTime<Utc>, tz: crate::zone::Zone) -> String {
     t.with_timezone(&tz)
@@ -191,7 +182,10 @@ pub fn status(config_path: &Path, args: StatusArgs) -> anyhow::Result<ExitCode> 
         "EXPIRES",
     ];
     print_table(&headers, &rows);
-    eprintln!("({}, {source})", counted(statuses.len(), "store", "stores"));
+    eprintln!(
+        "({}, {source})",
+        crate::i18n::counted(statuses.len(), "store", "stores")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -362,7 +356,7 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
     }
     eprintln!(
         "({} for {} since {})",
-        counted(rows.len(), "login record", "login records"),
+        crate::i18n::counted(rows.len(), "login record", "login records"),
         args.store,
         crate::duration::format(since)
     );
@@ -399,7 +393,11 @@ pub fn history(config_path: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode
             .collect();
         println!();
         print_table(&["TIME", "SECURITY MAIL", "FROM", "FACTS", "ALERT"], &table);
-        eprintln!("({} security mails for {})", mail.len(), args.store);
+        eprintln!(
+            "({} for {})",
+            crate::i18n::counted(mail.len(), "security mail", "security mails"),
+            args.store
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -505,12 +503,12 @@ mod tests {
 
     #[test]
     fn store_counts_agree_with_their_number() {
-        let stores = |n| super::counted(n, "store", "stores");
+        let stores = |n| crate::i18n::counted(n, "store", "stores");
         assert_eq!(stores(0), "0 stores");
         assert_eq!(stores(1), "1 store");
         assert_eq!(stores(10_000), "10000 stores");
         assert_eq!(
-            super::counted(1, "login record", "login records"),
+            crate::i18n::counted(1, "login record", "login records"),
             "1 login record"
         );
     }

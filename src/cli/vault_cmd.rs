@@ -593,7 +593,11 @@ fn verify(config: &Config, vault: &Vault) -> anyhow::Result<ExitCode> {
             println!("bad  {id}: {}", crate::outcome::printable(first));
         }
     }
-    println!("{} entries, {} bad", entries.len(), bad);
+    println!(
+        "{}, {} bad",
+        crate::i18n::counted(entries.len(), "entry", "entries"),
+        bad
+    );
     if !loose.is_empty() {
         println!("{} permission problem(s)", loose.len());
     }

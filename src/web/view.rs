@@ -170,8 +170,12 @@ pub fn from_state(config: &Config, rows: &[StoreRow], now: DateTime<Utc>) -> Vec
 pub fn summary(views: &[StoreView]) -> String {
     let count = |s: Status| views.iter().filter(|v| v.status == Some(s)).count();
     format!(
-        "{} stores: {} OK, {} WARNING, {} CRITICAL, {} UNKNOWN",
-        views.iter().filter(|s| s.enabled).count(),
+        "{}: {} OK, {} WARNING, {} CRITICAL, {} UNKNOWN",
+        crate::i18n::counted(
+            views.iter().filter(|s| s.enabled).count(),
+            "store",
+            "stores"
+        ),
         count(Status::Ok),
         count(Status::Warning),
         count(Status::Critical),
