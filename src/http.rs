@@ -94,15 +94,26 @@ impl HttpError {
 
 /// An error and its sources on one sanitised line, at most `max` characters.
 pub fn error_chain_capped(e: &dyn std::error::Error, max: usize) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
+    chain_without(e, &[], max)
+}
+
+/// The chain of `e` joined with `: `, leaving out layers whose text is in `skip` or already
+/// said by an outer layer; all of it when every layer would be left out.
+fn chain_without(e: &dyn std::error::Error, skip: &[&str], max: usize) -> String {
+    let mut s = String::new();
+    let mut next = Some(e);
+    while let Some(layer) = next {
+        let t = layer.to_string();
+        if !skip.contains(&t.as_str()) && !s.contains(&t) {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
             s.push_str(&t);
         }
-        src = inner.source();
+        next = layer.source();
+    }
+    if s.is_empty() && !skip.is_empty() {
+        return chain_without(e, &[], max);
     }
     crate::outcome::sanitize(&s, max)
 }
@@ -121,19 +132,7 @@ const CONNECT_WRAPPERS: [&str; 3] = [
 
 /// Why a connection failed, without the layers of [`CONNECT_WRAPPERS`].
 fn connect_cause(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(layer) = next {
-        let t = layer.to_string();
-        if !CONNECT_WRAPPERS.contains(&t.as_str()) && !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        next = layer.source();
-    }
-    if parts.is_empty() {
-        return error_chain(e);
-    }
-    crate::outcome::sanitize(&parts.join(": "), 200)
+    chain_without(e, &CONNECT_WRAPPERS, 200)
 }
 
 /// Reads a response body in chunks, failing once it passes `cap` bytes.
