@@ -198,4 +198,16 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn store_counts_agree_with_their_number() {
+        let stores = |n| counted(n, "store", "stores");
+        assert_eq!(stores(0), "0 stores");
+        assert_eq!(stores(1), "1 store");
+        assert_eq!(stores(10_000), "10000 stores");
+        assert_eq!(
+            counted(1, "login record", "login records"),
+            "1 login record"
+        );
+    }
 }

@@ -500,16 +500,4 @@ mod tests {
         assert_eq!(super::until_text(t, utc), "2026-12-04 23:06:14 +00:00");
         assert_eq!(super::until_text(t, shanghai), "2026-12-05 07:06:14 +08:00");
     }
-
-    #[test]
-    fn store_counts_agree_with_their_number() {
-        let stores = |n| crate::i18n::counted(n, "store", "stores");
-        assert_eq!(stores(0), "0 stores");
-        assert_eq!(stores(1), "1 store");
-        assert_eq!(stores(10_000), "10000 stores");
-        assert_eq!(
-            crate::i18n::counted(1, "login record", "login records"),
-            "1 login record"
-        );
-    }
 }
